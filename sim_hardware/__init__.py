@@ -1,0 +1,1 @@
+"""qgs sim_hardware package."""

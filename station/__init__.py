@@ -1,0 +1,1 @@
+"""qgs station package."""
