@@ -26,7 +26,7 @@ test-slow: setup
 
 lint: setup
 	$(VENV)/bin/ruff check drivers station sim_hardware tests bench
-	$(VENV)/bin/mypy drivers station sim_hardware
+	$(VENV)/bin/mypy drivers station sim_hardware bench
 
 bench: setup
 	$(PY) -m bench

@@ -1,0 +1,1 @@
+"""Test harness for drivers: byte-exact protocol scripts and interface conformance suites."""
