@@ -109,7 +109,7 @@ def _wait_listening(proc: subprocess.Popen[bytes], probe: socket.socket, addr: o
 
 
 def _start_mosquitto(
-    tmp: Path, *, port: int | None, unix: Path | None
+    tmp: Path, *, port: int | None, unix: Path | None, auth: list[str] | None = None
 ) -> tuple[subprocess.Popen[bytes], Path]:
     exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
     if not Path(exe).exists():
@@ -120,7 +120,7 @@ def _start_mosquitto(
         # 0700 temporary directories; tests keep the invoking user (ignored when not root).
         "user root" if os.geteuid() == 0 else "",
         "per_listener_settings false",
-        "allow_anonymous true",
+        *(auth if auth is not None else ["allow_anonymous true"]),
         "persistence false",
         "set_tcp_nodelay true",
         "log_dest stderr",
@@ -156,5 +156,33 @@ def mosquitto_unix(tmp_path: Path) -> Iterator[Broker]:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
             _wait_listening(proc, probe, str(path))
         yield Broker("", 0, path, proc.pid, conf)
+    finally:
+        stop_process(proc)
+
+
+#: users of the secured broker and their passwords (roles of configs/mosquitto/qgs.acl)
+TEST_USERS = {"station": "st-pass", "operator": "op-pass", "monitor": "mon-pass"}
+
+
+@pytest.fixture
+def mosquitto_secured(tmp_path: Path) -> Iterator[Broker]:
+    """Mosquitto with a password file and the shipped ACL (configs/mosquitto/qgs.acl)."""
+    passwd = tmp_path / "passwd"
+    tool = shutil.which("mosquitto_passwd")
+    if tool is None:
+        pytest.fail("mosquitto_passwd is not installed (apt-get install mosquitto)")
+    for i, (user, password) in enumerate(TEST_USERS.items()):
+        args = [tool, "-b", str(passwd), user, password]
+        if i == 0:
+            args.insert(1, "-c")
+        subprocess.run(args, check=True, timeout=30, capture_output=True)
+    acl = Path(__file__).resolve().parents[1] / "configs" / "mosquitto" / "qgs.acl"
+    port = free_tcp_port()
+    auth = ["allow_anonymous false", f"password_file {passwd}", f"acl_file {acl}"]
+    proc, conf = _start_mosquitto(tmp_path, port=port, unix=None, auth=auth)
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            _wait_listening(proc, probe, ("127.0.0.1", port))
+        yield Broker("127.0.0.1", port, None, proc.pid, conf)
     finally:
         stop_process(proc)

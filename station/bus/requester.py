@@ -1,0 +1,146 @@
+"""The operator side of a command: send it, collect its graded acks until a terminal one.
+
+Used by ``qgs cmd``, the coordinator, the tests and the latency bench. The requester
+subscribes to its own inbox ``qgs/reply/<client_id>/#`` *before* sending (MQTT v5
+request/response practice), sets v5 ResponseTopic/CorrelationData/MessageExpiryInterval
+when connected with v5, and repeats the same fields in the JSON envelope for 3.1.1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import aiomqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from drivers.clock import Clock
+from station.bus.connection import BrokerConfig
+from station.bus.envelope import REPLY_ROOT, Command, Reply, reply_topic, station_topic
+
+log = logging.getLogger(__name__)
+
+
+class CommandTimeout(TimeoutError):
+    """No terminal ack arrived within the requester's bound."""
+
+
+class Requester:
+    """A connected command client (async context manager)."""
+
+    def __init__(self, broker: BrokerConfig, clock: Clock, *, client_id: str | None = None) -> None:
+        self.broker = broker
+        self.clock = clock
+        self.client_id = client_id or f"ops-{uuid.uuid4().hex[:8]}"
+        self._client: aiomqtt.Client | None = None
+        self._pending: dict[str, asyncio.Queue[Reply]] = {}
+        self._reader: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> Requester:
+        client = self.broker.client(self.client_id)
+        await client.__aenter__()
+        self._client = client
+        try:
+            await client.subscribe(
+                f"{REPLY_ROOT}/{self.client_id}/#", qos=1, timeout=self.broker.timeout_s
+            )
+        except BaseException:
+            await client.__aexit__(None, None, None)
+            raise
+        self._reader = asyncio.create_task(self._read(client))
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        if self._client is not None:
+            with contextlib.suppress(aiomqtt.MqttError):
+                await self._client.__aexit__(None, None, None)
+            self._client = None
+
+    async def _read(self, client: aiomqtt.Client) -> None:
+        async for message in client.messages:
+            payload = message.payload
+            try:
+                assert isinstance(payload, bytes)
+                reply = Reply.from_payload(payload)
+            except (AssertionError, ValueError, KeyError, TypeError):
+                log.warning("unreadable reply on %s: %r", message.topic, payload)
+                continue
+            queue = self._pending.get(reply.id)
+            if queue is not None:
+                queue.put_nowait(reply)
+
+    async def publish_raw(self, station: str, name: str, payload: bytes) -> None:
+        """Publish arbitrary bytes as a command (tests of malformed input)."""
+        assert self._client is not None, "use Requester as an async context manager"
+        await self._client.publish(
+            station_topic(station, "cmd", name), payload, qos=1, timeout=self.broker.timeout_s
+        )
+
+    async def send(
+        self,
+        station: str,
+        name: str,
+        args: Mapping[str, Any] | None = None,
+        *,
+        timeout_s: float = 10.0,
+        expires_in_s: float | None = 30.0,
+        command_id: str | None = None,
+    ) -> list[Reply]:
+        """Send a command and return its acks, the last one terminal.
+
+        ``timeout_s`` bounds the wait for ACK (wall seconds); after an INPROGRESS the wait is
+        extended by the announced timeout. Raises CommandTimeout.
+        """
+        assert self._client is not None, "use Requester as an async context manager"
+        now = self.clock.now()
+        command = Command(
+            name,
+            command_id or uuid.uuid4().hex,
+            now,
+            reply_topic(self.client_id, station, name),
+            None if expires_in_s is None else now + expires_in_s,
+            dict(args or {}),
+        )
+        properties: Properties | None = None
+        if self.broker.protocol == "v5":
+            properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+            properties.ResponseTopic = command.reply_to
+            properties.CorrelationData = command.id.encode()
+            if expires_in_s is not None:
+                properties.MessageExpiryInterval = max(1, int(expires_in_s))
+        queue: asyncio.Queue[Reply] = asyncio.Queue()
+        self._pending[command.id] = queue
+        replies: list[Reply] = []
+        try:
+            await self._client.publish(
+                station_topic(station, "cmd", name),
+                command.to_payload(),
+                qos=1,
+                properties=properties,
+                timeout=self.broker.timeout_s,
+            )
+            wait = timeout_s
+            while True:
+                try:
+                    reply = await asyncio.wait_for(queue.get(), wait)
+                except TimeoutError:
+                    raise CommandTimeout(
+                        f"no terminal ack for {name!r} (id {command.id}) within {wait:g} s; "
+                        f"got {[r.ack.value for r in replies]}"
+                    ) from None
+                replies.append(reply)
+                if reply.ack.terminal:
+                    return replies
+                if reply.timeout_s is not None:
+                    wait = self.clock.to_wall(reply.timeout_s) + timeout_s
+        finally:
+            self._pending.pop(command.id, None)
