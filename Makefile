@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,plot,monitor]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,plot,monitor,broker]'
 	@touch $(STAMP)
 
 setup: $(STAMP)

@@ -50,6 +50,24 @@ log = logging.getLogger(__name__)
 RECENT_IDS = 1024  #: command ids remembered for idempotency
 
 
+async def _cancel(task: asyncio.Task[None], *, attempts: int = 20) -> None:
+    """Cancel ``task`` and wait for it, re-cancelling if a cancellation was swallowed.
+
+    Python 3.11's ``asyncio.wait_for`` (used inside aiomqtt) can swallow a cancellation that
+    arrives as its inner future completes (CPython gh-86296); the task then carries on into
+    ``client.messages`` and would never end. Bounded: ``attempts`` x 0.5 s.
+    """
+    for _ in range(attempts):
+        if task.done():
+            break
+        task.cancel()
+        await asyncio.wait({task}, timeout=0.5)
+    if not task.done():
+        log.error("bus task did not stop after %d cancellations", attempts)
+    elif not task.cancelled() and task.exception() is not None:
+        log.error("bus task ended with %r", task.exception())
+
+
 class CommandContext:
     """Handed to a command handler so a long action can announce INPROGRESS."""
 
@@ -163,9 +181,7 @@ class StationBus:
                     "status", self._status_payload("offline", "shutdown"), qos=1, retain=True
                 )
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await _cancel(self._task)
         self._connected.clear()
 
     async def __aenter__(self) -> StationBus:
