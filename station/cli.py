@@ -18,6 +18,7 @@ from importlib.metadata import PackageNotFoundError, version
 COMMAND_MODULES = (
     "station.rig_command",
     "station.devices_command",
+    "station.monitor",
 )
 
 

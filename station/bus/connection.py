@@ -41,6 +41,8 @@ class BrokerConfig:
 
     @classmethod
     def from_url(cls, url: str, **fields: object) -> BrokerConfig:
+        """Parse a broker URL; ``fields`` override or add settings (None values are ignored)."""
+        fields = {k: v for k, v in fields.items() if v is not None}
         parts = urlsplit(url)
         if parts.scheme == "unix":
             if not parts.path:

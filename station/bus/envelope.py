@@ -137,6 +137,7 @@ class Reply:
     reason: str | None = None
     timeout_s: float | None = None
     result: dict[str, Any] | None = None
+    received_monotonic: float = 0.0  #: when the requester got it (time.monotonic, for latency)
 
     @classmethod
     def from_payload(cls, payload: bytes) -> Reply:

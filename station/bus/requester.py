@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
+import time
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -70,7 +72,9 @@ class Requester:
             payload = message.payload
             try:
                 assert isinstance(payload, bytes)
-                reply = Reply.from_payload(payload)
+                reply = dataclasses.replace(
+                    Reply.from_payload(payload), received_monotonic=time.monotonic()
+                )
             except (AssertionError, ValueError, KeyError, TypeError):
                 log.warning("unreadable reply on %s: %r", message.topic, payload)
                 continue
