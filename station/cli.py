@@ -16,6 +16,8 @@ from importlib.metadata import PackageNotFoundError, version
 
 #: modules whose ``register(subparsers)`` adds subcommands, in help order
 COMMAND_MODULES = (
+    "station.tracking.commands",
+    "station.recording.commands",
     "station.rig_command",
     "station.devices_command",
     "station.monitor",

@@ -1,0 +1,1 @@
+"""Motorized polarization optics: Elliptec and SMC100 rotators, the compensation analyzer."""

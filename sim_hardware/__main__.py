@@ -1,0 +1,97 @@
+"""``python -m sim_hardware --config configs/rig/<name>.toml``: run the emulated plant.
+
+Prints the device URLs per station as one JSON line on stdout (and writes them atomically to
+``--urls-json``), then runs until SIGINT or SIGTERM and stops every emulator (exit 0).
+Configuration errors print one line on stderr and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from drivers.clock import WarpClock, WarpSpec
+from drivers.config import load_toml
+from drivers.errors import ConfigError
+from sim_hardware.rig import Rig
+
+log = logging.getLogger("sim_hardware")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m sim_hardware", description=__doc__)
+    p.add_argument("--config", required=True, help="rig config TOML")
+    p.add_argument("--urls-json", help="write the device URLs here (atomically)")
+    p.add_argument("--clock", help="shared warp clock: epoch=<s>,anchor=<s>,rate=<x>")
+    p.add_argument("--seed", type=int, help="override rig.seed")
+    p.add_argument("--log-level", default="WARNING", help="logging level (default WARNING)")
+    return p
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary file beside ``path``, fsync, rename over ``path``."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+async def _run(args: argparse.Namespace) -> int:
+    config = load_toml(args.config)
+    if args.clock:
+        clock = WarpClock.from_spec(WarpSpec.parse(args.clock))
+    else:
+        rig_cfg = config.table("rig", required=False)
+        rate = rig_cfg.number("rate", 1.0, min=1e-6)
+        now = time.time()
+        clock = WarpClock(now, anchor=now, rate=rate)
+    rig = Rig(config, clock, seed=args.seed)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await rig.start()
+        text = json.dumps(rig.urls())
+        if args.urls_json:
+            write_atomically(Path(args.urls_json), text + "\n")
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+        await stop.wait()
+        log.info("signal received; stopping the rig")
+    finally:
+        await rig.close()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        return asyncio.run(_run(args))
+    except (ConfigError, ValueError) as exc:
+        sys.stderr.write(f"sim_hardware: configuration error: {exc}\n")
+        return 2
+    except OSError as exc:
+        sys.stderr.write(f"sim_hardware: {exc}\n")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

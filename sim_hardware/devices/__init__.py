@@ -1,0 +1,1 @@
+"""Behaviour models of the emulated devices (no wire protocol inside)."""

@@ -1,0 +1,1 @@
+"""Wire front-ends of the emulated devices: pty and TCP servers speaking real protocols."""

@@ -1,0 +1,127 @@
+"""ElliptecRotator and Analyzer against the ELL14 emulator on a real pty (serial transport)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import pytest
+
+from drivers.clock import WarpClock
+from drivers.datatypes import AnalyzerMode
+from drivers.errors import DeviceFault, DeviceTimeout
+from drivers.polarization.analyzer import analyzer_from_config
+from drivers.polarization.elliptec import ElliptecRotator
+from drivers.registry import open_device
+from drivers.testing.conformance import rotator_conformance
+from sim_hardware.devices.rotator import RotatorModel
+from sim_hardware.faults import FaultInjector, FaultKind
+from sim_hardware.servers.elliptec import ElliptecBus, ElliptecDevice
+from sim_hardware.servers.pty import PtyServer
+
+
+@dataclass
+class Bench:
+    clock: WarpClock
+    models: dict[int, RotatorModel]
+    path: str
+    faults: FaultInjector
+
+    def url(self, address: int) -> str:
+        return f"elliptec+serial://{self.path}?address={address:X}"
+
+
+@pytest.fixture
+async def bench() -> AsyncIterator[Bench]:
+    clock = WarpClock(time.time(), rate=1.0)
+    faults = FaultInjector(clock, "ell14")
+    models = {
+        0: RotatorModel(clock, seed=1, faults=faults, name="hwp0"),
+        2: RotatorModel(clock, seed=2, counts_per_turn=262_144, name="hwp2"),
+    }
+    bus = ElliptecBus(clock, {a: ElliptecDevice(m) for a, m in models.items()}, faults=faults)
+    async with PtyServer(bus, name="ell14", clock=clock, faults=faults) as server:
+        yield Bench(clock, models, server.path, faults)
+
+
+async def test_conformance_over_pty(bench: Bench) -> None:
+    rotator = open_device(bench.url(0), bench.clock)
+    assert isinstance(rotator, ElliptecRotator)
+    await rotator_conformance(rotator, clock=bench.clock)
+
+
+async def test_second_address_with_other_counts_per_turn(bench: Bench) -> None:
+    rotator = open_device(bench.url(2), bench.clock)
+    await rotator.connect()
+    try:
+        assert rotator.info.pulses == 262_144  # read from `in`, not assumed
+        await rotator.home()
+        await rotator.move_to(123.4)
+        assert await rotator.angle() == pytest.approx(123.4, abs=0.01)
+        assert bench.models[2].position_deg() == pytest.approx(123.4, abs=0.01)
+        assert bench.models[0].is_moving() is False
+    finally:
+        await rotator.close()
+
+
+async def test_analyzer_compensation_sets_the_emulated_plate(bench: Bench) -> None:
+    config = {
+        "hwp": bench.url(0),
+        "channels": {"h": 1, "v": 2, "d": 3, "a": 4},
+        "offset_deg": 5.0,
+    }
+    analyzer = analyzer_from_config(config, clock=bench.clock)
+    await analyzer.connect()
+    try:
+        await analyzer.hwp.home()
+        model = bench.models[0]
+        for theta, plate in ((40.0, 25.0), (-100.0, 135.0), (400.0, 25.0)):
+            commanded = await analyzer.compensate(theta)
+            assert commanded % 180.0 == pytest.approx(plate)
+            # the emulator's true optic angle (physical frame, homed at 0) agrees mod 180
+            assert model.angle() % 180.0 == pytest.approx(plate, abs=0.01)
+        await analyzer.set_mode(AnalyzerMode.BELL)  # re-applies theta = 400 with +11.25
+        assert model.angle() % 180.0 == pytest.approx(36.25, abs=0.01)
+        assert await analyzer.hwp_angle() % 180.0 == pytest.approx(36.25, abs=0.01)
+    finally:
+        await analyzer.close()
+
+
+async def test_stall_fault_is_a_typed_error(bench: Bench) -> None:
+    rotator = open_device(bench.url(0), bench.clock)
+    await rotator.connect()
+    try:
+        await rotator.home()
+        bench.faults.inject(FaultKind.STALL, duration=60.0)
+        with pytest.raises(DeviceTimeout, match="mechanical timeout"):
+            await rotator.move_to(90.0)
+    finally:
+        bench.faults.clear()
+        await rotator.close()
+
+
+async def test_error_reply_fault_is_a_typed_error(bench: Bench) -> None:
+    rotator = open_device(bench.url(0), bench.clock)
+    await rotator.connect()
+    try:
+        bench.faults.inject(FaultKind.ERROR_REPLY, duration=60.0, code=13)
+        with pytest.raises(DeviceFault, match="over-current"):
+            await rotator.angle()
+    finally:
+        bench.faults.clear()
+        await rotator.close()
+
+
+async def test_hung_device_times_out(bench: Bench) -> None:
+    rotator = open_device(bench.url(0), bench.clock)
+    await rotator.connect()
+    try:
+        bench.faults.inject(FaultKind.HANG, duration=60.0)
+        started = time.monotonic()
+        with pytest.raises(DeviceTimeout):
+            await rotator.angle()
+        assert time.monotonic() - started < 10.0
+    finally:
+        bench.faults.clear()
+        await rotator.close()
