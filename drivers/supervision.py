@@ -173,8 +173,12 @@ class Supervisor(Generic[D]):
     def _set_state(self, state: LinkState) -> None:
         if state is self._state:
             return
+        # connecting for the first time and closing on purpose are routine, not warnings
+        routine = state in (LinkState.CONNECTED, LinkState.DISCONNECTED) or (
+            self._state is LinkState.DISCONNECTED and state is LinkState.RECONNECTING
+        )
         log.log(
-            logging.INFO if state is LinkState.CONNECTED else logging.WARNING,
+            logging.INFO if routine else logging.WARNING,
             "%s: link %s -> %s (last error: %s)",
             self.device.url,
             self._state.value,

@@ -16,8 +16,10 @@ from importlib.metadata import PackageNotFoundError, version
 
 #: modules whose ``register(subparsers)`` adds subcommands, in help order
 COMMAND_MODULES = (
+    "station.demo",
     "station.tracking.commands",
     "station.recording.commands",
+    "station.daemon.commands",
     "station.rig_command",
     "station.devices_command",
     "station.monitor",

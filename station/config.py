@@ -14,7 +14,9 @@ keys are errors. Sections (see configs/stations/delingha.toml for a commented ex
     [polarization]  attitude_law, optical_train, hwp_offset_deg
     [devices]       mount, hwp, timetagger (device URLs, optional)
     [tle]           path (file or catalog directory), norad_id, max_age_days
-    [tracking]      rate_hz
+    [tracking]      rate_hz, tolerance_deg, lead_s
+    [mqtt] [recording] [schedule] [analyzer] [timetagger] [watchdog]
+                    the operator daemon's sections (station/daemon/settings.py)
 
 Later features add their own section: write a ``_parse_<section>`` and a dataclass, add the
 field to :class:`StationConfig` and the name to ``_SECTIONS``.
@@ -27,6 +29,8 @@ from pathlib import Path
 
 from drivers.config import Table, load_toml
 from drivers.datatypes import AxisLimits, MountLimits
+from station.daemon.settings import SECTIONS as DAEMON_SECTIONS
+from station.daemon.settings import DaemonSettings, parse_daemon_settings
 from station.tracking.site import HorizonMask, Site
 
 ATTITUDE_LAWS = ("target_pointing", "nadir")
@@ -83,9 +87,13 @@ class TleConfig:
 
 @dataclass(frozen=True)
 class TrackingConfig:
-    """Trajectory sample rate (Hz)."""
+    """Trajectory sample and command rate (Hz), the beam's pointing tolerance (deg), and
+    the feed-forward lead (s): targets are commanded ``lead_s`` ahead so a go-to servo
+    (rotctld ``P``, LX200 slews) that lags its commands ends up on the satellite."""
 
     rate_hz: float = 10.0
+    tolerance_deg: float = 0.05
+    lead_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -101,6 +109,7 @@ class StationConfig:
     tle: TleConfig
     tracking: TrackingConfig
     source: str = field(default="<memory>")
+    daemon: DaemonSettings = field(default_factory=DaemonSettings)
 
 
 _SECTIONS = (
@@ -112,6 +121,7 @@ _SECTIONS = (
     "devices",
     "tle",
     "tracking",
+    *DAEMON_SECTIONS,
 )
 
 
@@ -135,10 +145,17 @@ def parse_station_config(root: Table, *, base_dir: Path | None = None) -> Statio
     devices = _parse_devices(root.table("devices", required=False))
     tle = _parse_tle(root.table("tle", required=False), base_dir)
     tracking_t = root.table("tracking", required=False)
-    tracking = TrackingConfig(rate_hz=tracking_t.number("rate_hz", 10.0, min=0.1, max=100.0))
+    tracking = TrackingConfig(
+        rate_hz=tracking_t.number("rate_hz", 10.0, min=0.1, max=100.0),
+        tolerance_deg=tracking_t.number("tolerance_deg", 0.05, min=1e-4, max=10.0),
+        lead_s=tracking_t.number("lead_s", 0.0, min=0.0, max=5.0),
+    )
     tracking_t.finish()
+    daemon = parse_daemon_settings(root, base_dir=base_dir)
     root.finish()
-    return StationConfig(name, site, mount, safety, pol, devices, tle, tracking, root.source)
+    return StationConfig(
+        name, site, mount, safety, pol, devices, tle, tracking, root.source, daemon
+    )
 
 
 def _parse_site(t: Table, name: str) -> Site:

@@ -1,0 +1,150 @@
+"""The station's devices, each opened by URL and kept alive by a Supervisor.
+
+The mount is required (no mount, no station); the compensation waveplate and the time
+tagger are optional: without a waveplate a pass is tracked uncompensated, without a tagger
+nothing is recorded (both are announced as alarms, not hidden). Every call to a device goes
+through its :class:`~drivers.supervision.Supervisor`, so a dropped link is reconnected with
+backoff and its state is visible (``state/devices`` on MQTT) instead of hanging the daemon.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from drivers.clock import Clock
+from drivers.errors import ConfigError, DeviceError, NotConnected
+from drivers.interfaces import Mount, Rotator, TimeTagger
+from drivers.polarization.analyzer import Analyzer
+from drivers.registry import open_device, parse_device_url
+from drivers.supervision import LinkState, Supervisor, SupervisorStatus
+from station.config import StationConfig
+
+log = logging.getLogger(__name__)
+
+#: device role -> the driver kind its URL must name
+ROLES = {"mount": "mount", "hwp": "rotator", "timetagger": "timetagger"}
+
+LinkListener = Callable[[str, SupervisorStatus], None]
+
+
+@dataclass
+class StationDevices:
+    """Supervised drivers of one station (``hwp``/``tagger``/``analyzer`` may be None)."""
+
+    mount: Supervisor[Mount]
+    hwp: Supervisor[Rotator] | None
+    analyzer: Analyzer | None
+    tagger: Supervisor[TimeTagger] | None
+
+    @classmethod
+    def open(
+        cls, cfg: StationConfig, clock: Clock, listener: LinkListener | None = None
+    ) -> StationDevices:
+        """Create (not connect) every configured device; URL errors name the config key."""
+        d = cfg.devices
+        urls = {"mount": d.mount, "hwp": d.hwp, "timetagger": d.timetagger}
+        if urls["mount"] is None:
+            raise ConfigError(
+                "the daemon needs a mount URL", source=cfg.source, key="devices.mount"
+            )
+        drivers: dict[str, Any] = {}
+        for role, url in urls.items():
+            if url is None:
+                continue
+            parsed = parse_device_url(url)
+            if parsed.kind != ROLES[role]:
+                raise ConfigError(
+                    f"{url!r} is a {parsed.kind} URL; expected a {ROLES[role]}",
+                    source=cfg.source,
+                    key=f"devices.{role}",
+                )
+            drivers[role] = open_device(url, clock)
+
+        watchdog = cfg.daemon.watchdog
+
+        def supervise(role: str) -> Supervisor[Any] | None:
+            if role not in drivers:
+                return None
+            sup: Supervisor[Any] = Supervisor(
+                drivers[role],
+                clock,
+                degraded_after=watchdog.degraded_after,
+                backoff_initial_s=0.5,
+                backoff_max_s=10.0,
+                max_attempts=5,
+            )
+            if listener is not None:
+                notify = listener
+
+                def forward(status: SupervisorStatus, role: str = role) -> None:
+                    notify(role, status)
+
+                sup.add_listener(forward)
+            return sup
+
+        mount = supervise("mount")
+        assert mount is not None
+        hwp = supervise("hwp")
+        analyzer = None
+        if hwp is not None:
+            a = cfg.daemon.analyzer
+            analyzer = Analyzer(
+                drivers["hwp"],
+                a.channels,
+                offset_deg=cfg.polarization.hwp_offset_deg,
+                mode=a.mode,
+                bell_offset_deg=a.bell_offset_deg,
+            )
+        return cls(mount, hwp, analyzer, supervise("timetagger"))
+
+    def supervisors(self) -> dict[str, Supervisor[Any]]:
+        out: dict[str, Supervisor[Any]] = {"mount": self.mount}
+        if self.hwp is not None:
+            out["hwp"] = self.hwp
+        if self.tagger is not None:
+            out["timetagger"] = self.tagger
+        return out
+
+    async def connect(self) -> dict[str, str]:
+        """Connect every device concurrently; returns role -> error for those that failed.
+
+        The mount failing is reported like the others; the controller decides (FAULT).
+        """
+        roles = list(self.supervisors().items())
+        results = await asyncio.gather(*(sup.start() for _, sup in roles), return_exceptions=True)
+        errors: dict[str, str] = {}
+        for (role, _), result in zip(roles, results, strict=True):
+            if isinstance(result, DeviceError | OSError):
+                errors[role] = str(result)
+            elif isinstance(result, BaseException):
+                raise result
+        return errors
+
+    def usable(self, role: str) -> bool:
+        """Whether ``role`` is configured and its link is not DEGRADED/FAILED/DISCONNECTED."""
+        sup = self.supervisors().get(role)
+        return sup is not None and sup.state in (LinkState.CONNECTED, LinkState.RECONNECTING)
+
+    def snapshot(self) -> dict[str, dict[str, Any]]:
+        """Per device: URL, link state, last error, counters (``state/devices``)."""
+        return {
+            role: {
+                "url": sup.device.url,
+                "link": sup.state.value,
+                "last_error": sup.status.last_error,
+                "consecutive_errors": sup.status.consecutive_errors,
+                "reconnects": sup.status.reconnects,
+            }
+            for role, sup in self.supervisors().items()
+        }
+
+    async def close(self) -> None:
+        for role, sup in self.supervisors().items():
+            try:
+                await asyncio.wait_for(sup.close(), timeout=10.0)
+            except (TimeoutError, DeviceError, NotConnected) as exc:
+                log.warning("closing %s: %s", role, exc)

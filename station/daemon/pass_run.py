@@ -1,0 +1,445 @@
+"""Executing one pass: PREPOSITION → WAIT_AOS → TRACK (recording) → STOW.
+
+During TRACK four tasks run side by side until LOS:
+
+- **follow**: the mount driver streams the feed-forward trajectory at ``[tracking] rate_hz``
+  (>= 10 Hz) — it owns the commanding cadence, so a slow monitor never delays a target;
+- **monitor**: reads the actual position at ``[watchdog] monitor_hz``, logs commanded vs
+  actual, and flags a following error above ``[tracking] tolerance_deg`` (the beam budget:
+  the receiver field of view) once per episode as an ``alarm`` event;
+- **compensation**: drives the HWP along θ(t)/2 (+ offset) with a deadband, so the
+  analyzer's H axis stays on the satellite's H axis (physics: a frame error δ shows as an
+  error rate sin²δ in the correlations);
+- **recording**: streams the time tagger into the pass bundle and derives per-channel
+  count rates from the stream itself (no extra device traffic).
+
+The mount is the only device whose loss always ends the pass: if it cannot be commanded
+the pass is aborted and the mount is parked (if even that fails the controller goes to
+FAULT). Waveplate and tagger losses follow ``[watchdog]`` (``degrade``: alarm, carry on;
+``safe``: abort). Recording never depends on MQTT: the bundle is written whatever the bus
+does, and an abort closes it with status ``aborted``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from drivers.clock import Clock
+from drivers.datatypes import AltAz, ChannelConfig, Trajectory
+from drivers.errors import DeviceError, LimitViolation
+from station.config import StationConfig
+from station.daemon.devices import StationDevices
+from station.daemon.schedule import Entry, PassOutcome
+from station.daemon.states import PassState, PassStateMachine
+from station.recording import BundleWriter, RecordingError, bundle_dir_name
+from station.tracking.elements import OrbitElements, iso
+from station.tracking.mountplan import TrajectoryInfeasible
+from station.tracking.planner import PassPlan, plan_for_pass, safety_gate
+from station.tracking.safety import SafetyViolation
+
+log = logging.getLogger(__name__)
+
+Alarm = Callable[[str, str], Awaitable[None]]  #: (kind, message)
+
+DRAIN_S = 10.0  #: wall bound on draining the tagger stream after stop
+PLAN_TRIES = 3
+REARM_S = 10.0  #: in tolerance this long (clock s) before a new pointing alarm
+EDGE_S = 1.0  #: planned track starts this long after AOS and ends before LOS (s)
+
+
+def tle_lines(elements: OrbitElements) -> tuple[str, str] | None:
+    lines = [ln.strip() for ln in elements.text.splitlines()]
+    one = next((ln for ln in lines if ln.startswith("1 ")), None)
+    two = next((ln for ln in lines if ln.startswith("2 ")), None)
+    return (one, two) if one and two else None
+
+
+def config_snapshot(cfg: StationConfig) -> dict[str, Any]:
+    """The station config as JSON-able data, for the bundle manifest."""
+
+    def plain(value: Any) -> Any:
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        if isinstance(value, dict):
+            return {str(k): plain(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [plain(v) for v in value]
+        if isinstance(value, np.ndarray):
+            return value.tolist()
+        if isinstance(value, float | int | str | bool) or value is None:
+            return value
+        if hasattr(value, "value"):  # enums
+            return plain(value.value)
+        return str(value)
+
+    out = plain(cfg)
+    assert isinstance(out, dict)
+    return out
+
+
+class PassRun:
+    """One pass, from planning to stow. Create, then await :meth:`run` (cancel = abort).
+
+    ``telemetry`` (latest rates and waveplate values) and ``pointing_samples`` (drained in
+    batches) are what the controller publishes.
+    """
+
+    def __init__(
+        self,
+        cfg: StationConfig,
+        devices: StationDevices,
+        clock: Clock,
+        elements: OrbitElements,
+        entry: Entry,
+        machine: PassStateMachine,
+        alarm: Alarm,
+    ) -> None:
+        self.cfg, self.devices, self.clock = cfg, devices, clock
+        self.elements, self.entry, self.machine = elements, entry, machine
+        self._alarm = alarm
+        self.gate = safety_gate(cfg)
+        self.plan: PassPlan | None = None
+        self.bundle: BundleWriter | None = None
+        self.manifest: dict[str, Any] | None = None
+        self.telemetry: dict[str, Any] = {}
+        self.pointing_samples: list[tuple[float, AltAz, float]] = []
+        self.max_error_deg = 0.0
+        self.abort_reason = "aborted by operator"
+        self.safe_requested = False
+        self.mount_lost = False
+        self.stow_failed = False
+        self._last_hwp: float | None = None
+
+    # ------------------------------------------------------------------ top level
+
+    async def run(self) -> PassOutcome:
+        """Execute the pass; returns its outcome (never raises for device trouble)."""
+        outcome, reason = PassOutcome.COMPLETE, ""
+        try:
+            await self._preposition()
+            await self._wait_aos()
+            await self._track()
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+            outcome, reason = PassOutcome.ABORTED, self.abort_reason
+        except (SafetyViolation, TrajectoryInfeasible) as exc:
+            outcome, reason = PassOutcome.FAILED, f"refused by the safety gate: {exc}"
+        except LimitViolation as exc:  # a device refused a setting or a target
+            outcome, reason = PassOutcome.FAILED, f"refused by a device: {exc}"
+        except DeviceError as exc:
+            outcome, reason = PassOutcome.ABORTED, f"device error: {exc}"
+            self.mount_lost = self.mount_lost or exc.device == self.devices.mount.device.url
+        except RecordingError as exc:
+            outcome, reason = PassOutcome.FAILED, f"recording failed: {exc}"
+        if outcome is not PassOutcome.COMPLETE:
+            log.warning("%s: pass %s %s: %s", self.cfg.name, self.entry.id, outcome.value, reason)
+            if self.machine.state is not PassState.IDLE:
+                self.machine.to(PassState.ABORT, self.clock.now(), reason)
+        await self._finish_recording("complete" if outcome is PassOutcome.COMPLETE else "aborted")
+        await self._stow(reason or "pass complete")
+        self.entry.outcome, self.entry.reason = outcome, reason
+        return outcome
+
+    # ------------------------------------------------------------------ phases
+
+    async def _plan(self) -> PassPlan:
+        """Plan from the mount's position; a pass already under way is joined late."""
+        here = await self.devices.mount.call(lambda m: m.position(), retries=1)
+        # AOS/LOS sit exactly on the horizon limit (found by bisection); plan EDGE_S inside
+        # them so the end samples are not refused by the gate for a rounding error.
+        p = self.entry.pass_
+        p = dataclasses.replace(p, aos_s=p.aos_s + EDGE_S, los_s=p.los_s - EDGE_S)
+        margin = 5.0
+        for _ in range(PLAN_TRIES):
+            # the slew is checked below, where a dog-leg may replace a refused straight slew
+            plan = await asyncio.to_thread(
+                plan_for_pass, self.cfg, self.elements, p, start=here, check_safety=False
+            )
+            self.gate.check_trajectory(plan.mount.trajectory)
+            if plan.mount.preposition_start_s >= self.clock.now():
+                return plan
+            late_aos = self.clock.now() + plan.mount.preposition_slew_s + margin
+            if late_aos >= p.los_s - 5.0:
+                break
+            p = dataclasses.replace(p, aos_s=max(p.aos_s, late_aos))
+            margin *= 2
+        raise TrajectoryInfeasible(f"pass {self.entry.id} can no longer be reached before LOS")
+
+    def slew_legs(self, here: AltAz, target: AltAz, t_s: float) -> list[AltAz]:
+        """Waypoints of a gate-approved slew: straight, or a dog-leg one axis at a time.
+
+        A straight two-axis slew down to a low pre-position can dip under a rising
+        horizon mask (or a wall) before the azimuth arrives; slewing in azimuth at the
+        current elevation first, then descending, is what a careful operator does.
+        """
+        try:
+            self.gate.check_slew(here, target, t_s)
+            return [target]
+        except LimitViolation as straight:
+            # azimuth first (going down to a pre-position), elevation first (going up to park)
+            for corner in (AltAz(target.az_deg, here.el_deg), AltAz(here.az_deg, target.el_deg)):
+                try:
+                    self.gate.check_target(corner, t_s)
+                    self.gate.check_slew(here, corner, t_s)
+                    self.gate.check_slew(corner, target, t_s)
+                except LimitViolation:
+                    continue
+                return [corner, target]
+            raise straight from None
+
+    async def _preposition(self) -> None:
+        self.plan = plan = await self._plan()
+        target = plan.mount.preposition
+        self.slew_legs(plan.mount.start, target, self.clock.now())
+        lead = self.cfg.daemon.schedule.preposition_lead_s
+        start = plan.pass_.aos_s - lead - plan.mount.preposition_slew_s
+        if start > self.clock.now():
+            await self.clock.sleep_until(start)
+        legs = self.slew_legs(await self._position(), target, self.clock.now())
+        self.machine.to(PassState.PREPOSITION, self.clock.now(), f"slew to {target}")
+        for leg in legs:
+            await self.devices.mount.call(lambda m, leg=leg: m.slew_to(leg))  # type: ignore[misc]
+        await self._compensate(plan.pass_.aos_s, force=True)
+        if self.devices.tagger is not None:
+            t = self.cfg.daemon.timetagger
+            chans = {c: ChannelConfig(enabled=True, threshold_v=t.threshold_v) for c in t.channels}
+            await self.devices.tagger.call(lambda d: d.configure(chans), retries=1)
+
+    async def _wait_aos(self) -> None:
+        assert self.plan is not None
+        self.machine.to(PassState.WAIT_AOS, self.clock.now(), f"AOS {iso(self.plan.pass_.aos_s)}")
+        start = self.plan.pass_.aos_s - self.cfg.daemon.recording.lead_s
+        await self.clock.sleep_until(start)
+
+    async def _track(self) -> None:
+        assert self.plan is not None
+        traj = self.plan.mount.trajectory
+        self.gate.check_trajectory(traj)
+        lead = self.cfg.tracking.lead_s
+        commanded = Trajectory(traj.t_s - lead, traj.az_deg, traj.el_deg) if lead else traj
+        self.machine.to(PassState.TRACK, self.clock.now(), "tracking")
+        self.bundle = await self._open_bundle()
+        record = asyncio.create_task(self._record(), name="record")
+        helpers = [
+            asyncio.create_task(self._monitor(), name="monitor"),
+            asyncio.create_task(self._compensation(), name="compensation"),
+        ]
+        try:
+            await self.devices.mount.call(lambda m: m.follow(commanded))
+            trail = self.plan.pass_.los_s + self.cfg.daemon.recording.trail_s
+            await self.clock.sleep_until(trail)
+        except DeviceError:
+            self.mount_lost = True
+            raise
+        finally:
+            for task in helpers:
+                task.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
+            await self._stop_recording(record)
+        for task in helpers:  # a helper that gave up under the "safe" policy aborts the pass
+            if not task.cancelled() and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+
+    async def _stow(self, reason: str) -> None:
+        """Park the mount (checked by the safety gate); failure is reported as FAULT."""
+        if self.machine.state is PassState.IDLE and self.plan is None:
+            return
+        if self.machine.state is not PassState.STOW:
+            self.machine.to(PassState.STOW, self.clock.now(), reason)
+        park = AltAz(self.cfg.mount.park_az_deg, self.cfg.mount.park_el_deg)
+        try:
+            with contextlib.suppress(DeviceError):
+                await self.devices.mount.call(lambda m: m.stop())
+            legs = self.slew_legs(await self._position(), park, self.clock.now())
+            for leg in legs[:-1]:
+                await self.devices.mount.call(lambda m, leg=leg: m.slew_to(leg))  # type: ignore[misc]
+            await self.devices.mount.call(lambda m: m.park(), retries=1)
+        except (DeviceError, LimitViolation) as exc:
+            self.stow_failed = True
+            log.error("%s: stow failed: %s", self.cfg.name, exc)
+            await self._alarm("stow_failed", f"could not park the mount: {exc}")
+        self.machine.to(PassState.IDLE, self.clock.now(), "stowed")
+
+    # ------------------------------------------------------------------ helpers
+
+    async def _position(self) -> AltAz:
+        return await self.devices.mount.call(lambda m: m.position(), retries=1)
+
+    async def _open_bundle(self) -> BundleWriter | None:
+        if self.devices.tagger is None:
+            await self._alarm("no_timetagger", "no time tagger configured: nothing recorded")
+            return None
+        start = self.clock.now_datetime()
+        name = bundle_dir_name(self.cfg.name, start, self.entry.id.split("-", 1)[-1])
+        path = Path(self.cfg.daemon.recording.data_dir) / name
+        assert self.plan is not None
+        p = self.plan.pass_
+        bundle = await BundleWriter.create(
+            path,
+            clock=self.clock,
+            station=self.cfg.name,
+            run_start_utc=start,
+            tle=tle_lines(self.elements),
+            config=config_snapshot(self.cfg),
+            channel_map=self.cfg.daemon.analyzer.channels,
+            info={
+                "pass_id": self.entry.id,
+                "aos_utc": iso(p.aos_s),
+                "los_utc": iso(p.los_s),
+                "max_elevation_deg": p.max_elevation_deg,
+                "analyzer_mode": self.cfg.daemon.analyzer.mode.value,
+                "campaign": self.entry.campaign,
+                "timetagger": self.devices.tagger.device.url,
+                "run_start_note": "event time 0 = station clock at acquisition start",
+            },
+            max_chunk_s=self.cfg.daemon.recording.max_chunk_s,
+        )
+        self.entry.bundle = str(path)
+        return bundle
+
+    async def _record(self) -> None:
+        """Tagger stream → bundle, rates from the stream itself (1 s of clock per row)."""
+        tagger = self.devices.tagger
+        if tagger is None or self.bundle is None:
+            return
+        bundle = self.bundle
+        await tagger.call(lambda d: d.start())
+        counts: dict[int, int] = {}
+        window_start = self.clock.now()
+        total = 0
+        async for block in tagger.device.stream():
+            await bundle.events.write(block)
+            total += len(block.t_ps)
+            if len(block.channel):
+                chans, n = np.unique(block.channel, return_counts=True)
+                for c, k in zip(chans.tolist(), n.tolist(), strict=True):
+                    counts[c] = counts.get(c, 0) + k
+            now = self.clock.now()
+            if now - window_start >= 1.0:
+                rates = {c: k / (now - window_start) for c, k in counts.items()}
+                bundle.log_rates(now, rates)
+                self.telemetry["rates_hz"] = {str(c): round(r, 1) for c, r in sorted(rates.items())}
+                self.telemetry["events"] = total
+                counts, window_start = {}, now
+
+    async def _stop_recording(self, record: asyncio.Task[None]) -> None:
+        """Stop acquisition and drain what the tagger still has (bounded)."""
+        tagger = self.devices.tagger
+        if tagger is not None and self.bundle is not None:
+            try:
+                await tagger.call(lambda d: d.stop())
+            except DeviceError as exc:
+                await self._alarm("timetagger", f"stopping acquisition failed: {exc}")
+        done, _ = await asyncio.wait({record}, timeout=DRAIN_S)
+        if not done:
+            record.cancel()
+            await asyncio.gather(record, return_exceptions=True)
+            await self._alarm("timetagger", f"stream did not end within {DRAIN_S:g} s of stop")
+        elif (failure := record.exception()) is not None:
+            if isinstance(failure, RecordingError):
+                raise failure
+            await self._tagger_trouble(failure)
+
+    async def _tagger_trouble(self, exc: BaseException | None) -> None:
+        message = f"time tagger stream failed: {exc}"
+        await self._alarm("timetagger", message)
+        if self.cfg.daemon.watchdog.timetagger == "safe" and isinstance(exc, DeviceError):
+            raise exc
+
+    async def _finish_recording(self, status: str) -> None:
+        if self.bundle is None or self.manifest is not None:
+            return
+        try:
+            self.manifest = await self.bundle.close(status)
+        except RecordingError as exc:
+            self.manifest = {"status": "failed", "error": str(exc)}
+            await self._alarm("recording", str(exc))
+
+    async def _monitor(self) -> None:
+        """Actual vs commanded pointing; alarms once per out-of-tolerance episode."""
+        assert self.plan is not None
+        traj = self.plan.mount.trajectory
+        period = 1.0 / self.cfg.daemon.watchdog.monitor_hz
+        tolerance = self.cfg.tracking.tolerance_deg
+        out_since: float | None = None
+        in_since: float | None = None
+        alarmed = False
+        while True:
+            await self.clock.sleep(period)
+            now = self.clock.now()
+            try:
+                actual = await self._position()
+            except DeviceError:
+                continue  # the follow task owns mount failures
+            target = traj.at(now)
+            error = target.separation_deg(actual)
+            if self.bundle is not None:
+                self.bundle.log_pointing(now, target, actual)
+            if len(self.pointing_samples) < 10_000:  # drained by the controller's telemetry
+                self.pointing_samples.append((now, actual, error))
+            self.max_error_deg = max(self.max_error_deg, error)
+            if error <= tolerance:
+                out_since = None
+                in_since = now if in_since is None else in_since
+                if now - in_since >= REARM_S:  # hysteresis: one alarm per episode
+                    alarmed = False
+                continue
+            in_since = None
+            out_since = now if out_since is None else out_since
+            if not alarmed and now - out_since >= 1.0:
+                alarmed = True
+                await self._alarm(
+                    "pointing",
+                    f"following error {error:.4f} deg exceeds the {tolerance:g} deg tolerance "
+                    f"for {now - out_since:.1f} s",
+                )
+
+    def _theta(self, t_s: float) -> float:
+        assert self.plan is not None
+        pol = self.plan.polarization
+        return float(np.interp(t_s, pol.t_s, pol.theta_deg))
+
+    async def _compensate(self, t_s: float, *, force: bool = False) -> None:
+        analyzer, hwp = self.devices.analyzer, self.devices.hwp
+        if analyzer is None or hwp is None:
+            return
+        theta = self._theta(t_s)
+        command = theta / 2.0
+        deadband = self.cfg.daemon.analyzer.deadband_deg
+        if not force and self._last_hwp is not None and abs(command - self._last_hwp) < deadband:
+            return
+        try:
+            commanded = await hwp.call(lambda _: analyzer.compensate(theta))
+            actual = await hwp.call(lambda _: analyzer.hwp_angle(), retries=1)
+        except DeviceError as exc:
+            await self._alarm("hwp", f"polarization compensation failed: {exc}")
+            if self.cfg.daemon.watchdog.hwp == "safe":
+                raise
+            return
+        self._last_hwp = command
+        self.telemetry["hwp"] = {
+            "theta_deg": round(theta, 3),
+            "commanded_deg": round(commanded, 3),
+            "actual_deg": round(actual, 3),
+        }
+        if self.bundle is not None:
+            self.bundle.log_waveplate(self.clock.now(), commanded, actual)
+
+    async def _compensation(self) -> None:
+        period = 1.0 / self.cfg.daemon.analyzer.update_hz
+        while True:
+            # command where the frame will be half a period ahead: the plate then lags
+            # the frame by at most half a period of its rotation
+            await self._compensate(self.clock.now() + period / 2.0)
+            await self.clock.sleep(period)
+
