@@ -8,7 +8,10 @@ change (DESIGN.md). Examples::
     lx200+socket://127.0.0.1:9999                  ... or on a serial-over-TCP bridge
     elliptec+serial:///dev/ttyUSB1?address=0       Thorlabs ELL14 on a bus address
     smc100+visa://ASRL/dev/ttyUSB2::INSTR          Newport SMC100 through pyvisa(-py)
-    idq+zmq://127.0.0.1:5555                       IDQ ID1000-style time controller
+    idq+zmq://127.0.0.1:5555?dlt=6060              IDQ ID1000-style time controller (SCPI
+                                                   port; DataLinkTarget port)
+
+Each driver's ``from_url`` documents its query parameters; README.md has the table.
 
 Each driver class is registered as ``module:Class`` and imported only when its URL is
 opened, so a missing optional package only matters for the devices that need it.

@@ -14,7 +14,7 @@ keys are errors. Sections (see configs/stations/delingha.toml for a commented ex
     [polarization]  attitude_law, optical_train, hwp_offset_deg
     [devices]       mount, hwp, timetagger (device URLs, optional)
     [tle]           path (file or catalog directory), norad_id, max_age_days
-    [tracking]      rate_hz, tolerance_deg, lead_s
+    [tracking]      rate_hz, tolerance_deg, servo, lead_s
     [mqtt] [recording] [schedule] [analyzer] [timetagger] [watchdog]
                     the operator daemon's sections (station/daemon/settings.py)
 
@@ -36,6 +36,7 @@ from station.tracking.site import HorizonMask, Site
 ATTITUDE_LAWS = ("target_pointing", "nadir")
 OPTICAL_TRAINS = ("none", "nasmyth", "coude")
 KEYHOLE_STRATEGIES = ("flip", "skip")
+SERVOS = ("goto", "program")
 
 
 @dataclass(frozen=True)
@@ -87,13 +88,21 @@ class TleConfig:
 
 @dataclass(frozen=True)
 class TrackingConfig:
-    """Trajectory sample and command rate (Hz), the beam's pointing tolerance (deg), and
-    the feed-forward lead (s): targets are commanded ``lead_s`` ahead so a go-to servo
-    (rotctld ``P``, LX200 slews) that lags its commands ends up on the satellite."""
+    """Trajectory sample and command rate (Hz), the beam's pointing tolerance (deg), and how
+    the mount's servo takes targets: ``"goto"`` (each command is a move to rest, as rotctld
+    ``P``: the station commands the braking distance plus ``lead_s`` ahead, see
+    station/tracking/feedforward.py) or ``"program"`` (time-tagged targets, no lead)."""
 
     rate_hz: float = 10.0
     tolerance_deg: float = 0.05
-    lead_s: float = 0.0
+    servo: str = "goto"
+    lead_s: float | None = None  #: None: 3/4 of a command period
+
+    @property
+    def effective_lead_s(self) -> float:
+        if self.servo == "program":
+            return 0.0
+        return 0.75 / self.rate_hz if self.lead_s is None else self.lead_s
 
 
 @dataclass(frozen=True)
@@ -148,7 +157,8 @@ def parse_station_config(root: Table, *, base_dir: Path | None = None) -> Statio
     tracking = TrackingConfig(
         rate_hz=tracking_t.number("rate_hz", 10.0, min=0.1, max=100.0),
         tolerance_deg=tracking_t.number("tolerance_deg", 0.05, min=1e-4, max=10.0),
-        lead_s=tracking_t.number("lead_s", 0.0, min=0.0, max=5.0),
+        servo=tracking_t.choice("servo", SERVOS, "goto"),
+        lead_s=tracking_t.number("lead_s", min=0.0, max=5.0) if "lead_s" in tracking_t else None,
     )
     tracking_t.finish()
     daemon = parse_daemon_settings(root, base_dir=base_dir)

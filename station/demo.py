@@ -119,8 +119,7 @@ async def _run_stations(
         raise ConfigError("no common-visibility window in the demo world; check the TLE")
     window = windows[0]
     print(
-        f"  common window {iso(window.start_s)} .. {iso(window.end_s)} "
-        f"({window.duration_s:.0f} s)",
+        f"  common window {iso(window.start_s)} .. {iso(window.end_s)} ({window.duration_s:.0f} s)",
         flush=True,
     )
     controllers = [StationController(c, clock, broker, elements) for c in configs]
@@ -169,7 +168,7 @@ def _report(controllers: list[StationController], out: Path) -> int:
         ok = ok and summary["outcome"] == "complete" and verdict == "OK"
         print(
             f"  {c.cfg.name:9s} {summary['outcome']:9s} events {summary['events'] or 0:>10,} "
-            f"max pointing error {summary['max_pointing_error_deg'] * 3600:7.1f}\" "
+            f'max pointing error {summary["max_pointing_error_deg"] * 3600:7.1f}" '
             f"alarms {len(c.alarms):3d}  bundle verify {verdict}",
             flush=True,
         )
@@ -197,4 +196,3 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--out", default="demo-output", help="where bundles and logs go")
     p.add_argument("--rate", type=float, default=10.0, help="warp rate (clock s per wall s)")
     p.set_defaults(func=run)
-

@@ -191,8 +191,12 @@ class ElliptecRotator:
 
     @classmethod
     def from_url(cls, url: DeviceURL, clock: Clock) -> ElliptecRotator:
-        """``elliptec+serial:///dev/ttyUSB0?address=0&speed=45``: bus address (hex digit)."""
-        allowed = {"address", "speed"}
+        """``elliptec+serial:///dev/ttyUSB0?address=0&speed=45&timeout_s=2``.
+
+        ``address``: bus address (one hex digit); ``speed``: deg/s used to bound a move;
+        ``timeout_s``: wall seconds for an immediate reply.
+        """
+        allowed = {"address", "speed", "timeout_s"}
         unknown = sorted(set(url.params) - allowed)
         if unknown:
             raise DeviceURLError(
@@ -204,19 +208,27 @@ class ElliptecRotator:
             raise DeviceURLError(
                 f"{url.raw!r}: address must be one hex digit 0..F, got {text!r}", key="url"
             )
-        try:
-            speed = float(url.params.get("speed", DEFAULT_SPEED_DEG_S))
-        except ValueError:
-            raise DeviceURLError(
-                f"{url.raw!r}: speed must be a number of deg/s, got {url.params['speed']!r}",
-                key="url",
-            ) from None
+        values: dict[str, float] = {}
+        for name, default, unit in (
+            ("speed", DEFAULT_SPEED_DEG_S, "deg/s"),
+            ("timeout_s", REPLY_TIMEOUT_S, "seconds"),
+        ):
+            try:
+                values[name] = float(url.params.get(name, default))
+            except ValueError:
+                values[name] = math.nan
+            if not (math.isfinite(values[name]) and values[name] > 0):
+                raise DeviceURLError(
+                    f"{url.raw!r}: {name} must be a number of {unit} > 0, got {url.params[name]!r}",
+                    key="url",
+                )
         return cls(
             url=url.raw,
             clock=clock,
             transport_url=url.transport_url,
             address=int(text, 16),
-            speed_deg_s=speed,
+            speed_deg_s=values["speed"],
+            reply_timeout_s=values["timeout_s"],
         )
 
     # ------------------------------------------------------------------ lifecycle

@@ -47,6 +47,9 @@ MOVE_OVERHEAD_S = 2.0  #: clock seconds added to each motion bound (acceleration
 MOVE_MARGIN = 2.0  #: factor on the computed travel time
 HOME_BOUND_S = 60.0  #: clock seconds allowed for OR (a homing search may take a full turn)
 TERMINATOR = b"\r\n"
+#: serial line of the controller (§2c): 57600 8N1 with XON/XOFF; URL parameters override
+LINE_DEFAULTS = {"baud": "57600", "flow": "xonxoff"}
+LINE_PARAMS = ("baud", "parity", "bytesize", "stopbits", "flow")
 
 #: TE error letter -> (error class, meaning, what to do); "@" is no error (§2c table).
 ERROR_LETTERS: dict[str, tuple[type[DeviceError], str, str]] = {
@@ -177,16 +180,46 @@ class SMC100Rotator:
 
     @classmethod
     def from_url(cls, url: DeviceURL, clock: Clock) -> SMC100Rotator:
-        """``smc100+visa://ASRL/dev/ttyUSB0::INSTR?address=1``."""
-        unknown = sorted(set(url.params) - {"address"})
+        """``smc100+visa://ASRL/dev/ttyUSB0::INSTR?address=1&timeout_s=2``.
+
+        ``address``: controller address 1..31; ``timeout_s``: wall seconds for one reply.
+        An ``ASRL`` resource gets the controller's line settings, 57600 baud 8N1 with
+        XON/XOFF, unless ``baud``, ``parity``, ``bytesize``, ``stopbits`` or ``flow``
+        (none/xonxoff/rtscts) say otherwise; ``TCPIP::host::port::SOCKET`` takes none.
+        """
+        allowed = {"address", "timeout_s", *LINE_PARAMS}
+        unknown = sorted(set(url.params) - allowed)
         if unknown:
             raise DeviceURLError(
-                f"{url.raw!r}: unknown parameter(s) {unknown}; allowed: ['address']", key="url"
+                f"{url.raw!r}: unknown parameter(s) {unknown}; allowed: {sorted(allowed)}",
+                key="url",
             )
         text = url.params.get("address", "1")
         if not text.isdigit() or not 1 <= int(text) <= 31:
             raise DeviceURLError(f"{url.raw!r}: address must be 1..31, got {text!r}", key="url")
-        return cls(url=url.raw, clock=clock, transport_url=url.transport_url, address=int(text))
+        timeout_text = url.params.get("timeout_s", str(REPLY_TIMEOUT_S))
+        try:
+            timeout = float(timeout_text)
+        except ValueError:
+            timeout = math.nan
+        if not (math.isfinite(timeout) and timeout > 0):
+            raise DeviceURLError(
+                f"{url.raw!r}: timeout_s must be a number of seconds > 0, got {timeout_text!r}",
+                key="url",
+            )
+        line = {k: url.params[k] for k in LINE_PARAMS if k in url.params}
+        transport_url = url.transport_url
+        if url.address.upper().startswith("ASRL"):
+            line = LINE_DEFAULTS | line
+        if line:
+            transport_url += "?" + "&".join(f"{k}={v}" for k, v in line.items())
+        return cls(
+            url=url.raw,
+            clock=clock,
+            transport_url=transport_url,
+            address=int(text),
+            reply_timeout_s=timeout,
+        )
 
     @property
     def url(self) -> str:
@@ -350,7 +383,15 @@ class SMC100Rotator:
                 # An unknown or refused query gets no answer; TE says why (§2c). Drop any
                 # partial reply first so it cannot prefix the TE answer.
                 await self._resync()
-                letter = await self._exchange("TE")
+                try:
+                    letter = await self._exchange("TE")
+                except DeviceTimeout:
+                    raise DeviceTimeout(
+                        f"no reply to {query!r}, nor to the TE error query after it",
+                        device=self._url,
+                        hint="the controller does not answer: check power, cable, "
+                        "baud rate (57600) and address",
+                    ) from None
                 self._check_error(letter, query)
                 raise
 

@@ -1,5 +1,8 @@
 """Interface conformance suites: the behaviour every backend of an interface must show.
 
+Suites: :func:`mount_conformance`, :func:`rotator_conformance`, :func:`analyzer_conformance`
+and :func:`timetagger_conformance`.
+
 Each suite is an async function taking an *unconnected* backend; it connects, exercises the
 interface through its public methods only, and closes (twice: close is idempotent). A
 failure raises ``AssertionError`` naming the check. Run them against every driver talking
@@ -19,6 +22,7 @@ import numpy as np
 from drivers.clock import Clock
 from drivers.datatypes import (
     AltAz,
+    AnalyzerMode,
     ChannelConfig,
     EventBlock,
     MountCapability,
@@ -26,7 +30,7 @@ from drivers.datatypes import (
     Trajectory,
 )
 from drivers.errors import LimitViolation
-from drivers.interfaces import Mount, Rotator, TimeTagger
+from drivers.interfaces import Mount, PolarizationAnalyzer, Rotator, TimeTagger
 
 
 @dataclass(frozen=True)
@@ -141,6 +145,64 @@ async def rotator_conformance(
     finally:
         await rotator.close()
         await rotator.close()
+
+
+def _diff180(a: float, b: float) -> float:
+    """Signed difference a - b of half-wave-plate angles, folded into [-90, 90)."""
+    return (a - b + 90.0) % 180.0 - 90.0
+
+
+def _mode(analyzer: PolarizationAnalyzer) -> AnalyzerMode:
+    return analyzer.mode
+
+
+async def analyzer_conformance(
+    analyzer: PolarizationAnalyzer, *, clock: Clock, tolerance_deg: float = 0.05
+) -> None:
+    """Connect; compensation turns the plate by theta/2 (mod 180) and the plate gets there;
+    Bell mode shifts every command by one constant and re-applies at once; close twice.
+
+    The calibration and Bell offsets are station-specific, so only differences are checked.
+    """
+    assert isinstance(analyzer, PolarizationAnalyzer), "backend is not a PolarizationAnalyzer"
+    del clock  # moves are bounded by the rotator; nothing here waits on time
+    await analyzer.connect()
+    try:
+        cmap = analyzer.channel_map
+        assert len({cmap.h, cmap.v, cmap.d, cmap.a}) == 4, f"channel map {cmap} not distinct"
+        await analyzer.set_mode(AnalyzerMode.KEY)
+        assert _mode(analyzer) is AnalyzerMode.KEY, f"mode is {_mode(analyzer)} after KEY"
+        base = await analyzer.compensate(0.0)
+        key: dict[float, float] = {}
+        for theta in (40.0, -100.0, 400.0, 721.5):
+            got = await analyzer.compensate(theta)
+            key[theta] = got
+            turn = _diff180(got, base)
+            assert abs(_diff180(turn, theta / 2.0)) <= tolerance_deg, (
+                f"compensate({theta}) turned the plate by {turn:.4f} deg, not theta/2 (mod 180)"
+            )
+            measured = await analyzer.hwp_angle()
+            assert abs(_diff180(measured, got)) <= tolerance_deg, (
+                f"compensate({theta}) commanded {got:.4f} deg but the plate is at {measured:.4f}"
+            )
+        # Bell mode: set_mode re-applies the last compensation (theta = 721.5) at once.
+        await analyzer.set_mode(AnalyzerMode.BELL)
+        assert _mode(analyzer) is AnalyzerMode.BELL, f"mode is {_mode(analyzer)} after BELL"
+        shift = _diff180(await analyzer.hwp_angle(), key[721.5])
+        for theta in (40.0, -100.0):
+            got = await analyzer.compensate(theta)
+            assert abs(_diff180(_diff180(got, key[theta]), shift)) <= tolerance_deg, (
+                f"Bell mode shifts compensate({theta}) by {_diff180(got, key[theta]):.4f} deg, "
+                f"but shifted the re-applied setting by {shift:.4f} deg"
+            )
+        await analyzer.set_mode(AnalyzerMode.KEY)
+        back = await analyzer.hwp_angle()
+        assert abs(_diff180(back, key[-100.0])) <= tolerance_deg, (
+            f"back in key mode the plate is at {back:.4f} deg, not {key[-100.0]:.4f}"
+        )
+    finally:
+        await analyzer.close()
+        await analyzer.close()
 
 
 async def timetagger_conformance(

@@ -1,14 +1,17 @@
 """A timestamp-block stream with gap accounting and back-pressure (used by the IDQ driver).
 
-A reader task takes raw messages from the stream socket, decodes each into an
-:class:`~drivers.datatypes.EventBlock` and puts it into a bounded :class:`asyncio.Queue`.
-When the consumer falls behind the queue fills, the reader waits in ``put`` and stops reading
-the socket; ZeroMQ's receive and send high-water marks then make the sender wait too. Nothing
-is dropped on this side: a block that is missing arrives as a jump in the device's sequence
-number, which is counted in :attr:`BlockStream.gaps` and logged, never hidden.
+A reader task takes decoded :class:`~drivers.datatypes.EventBlock` s from a
+:class:`BlockSource` (which receives and decodes the device's messages) and puts them into a
+bounded :class:`asyncio.Queue`. When the consumer falls behind the queue fills, the reader
+waits in ``put`` and stops reading the socket; ZeroMQ's receive and send high-water marks
+then make the sender wait too. Nothing is dropped on this side: a block that is missing
+arrives as a jump in the device's sequence number, which is counted in
+:attr:`BlockStream.gaps` and logged, never hidden.
 
-A zero-length message is the end of the stream (IDQ DataLinkTarget convention, protocols.md
-§3a).
+A quiet stream is not necessarily a dead one (a device sends only non-empty blocks): after
+``idle_timeout_s`` without a block the optional ``on_idle`` check asks the device (bounded)
+whether it is alive; it raises to fail the stream, or returns to keep waiting. Without a
+check, the idle timeout itself fails the stream with DeviceTimeout.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -25,14 +28,17 @@ from drivers.errors import DeviceError, DeviceTimeout
 
 log = logging.getLogger(__name__)
 
-QUEUE_BLOCKS = 64  #: decoded blocks buffered between the socket reader and the consumer
+QUEUE_BLOCKS = 16  #: decoded blocks buffered between the socket reader and the consumer
 RECV_POLL_S = 0.5  #: wall seconds of one bounded receive; an idle stream just polls again
 
 
-class MessageSource(Protocol):
-    """A message-oriented receive socket (ZeroMQ PAIR) with a bounded receive."""
+class BlockSource(Protocol):
+    """Where blocks come from: receives and decodes one device message per call."""
 
-    async def recv(self, timeout: float | None = None) -> bytes | memoryview: ...
+    async def next_block(self, timeout: float) -> EventBlock | None:
+        """The next block; None at the end of the stream; DeviceTimeout after ``timeout``
+        wall seconds without a message; ProtocolError for a malformed one."""
+        ...
 
     async def close(self) -> None: ...
 
@@ -53,30 +59,34 @@ _END = object()
 
 
 class BlockStream:
-    """Reads, decodes and queues blocks from ``source``; iterate with :meth:`blocks`.
+    """Reads and queues blocks from ``source``; iterate with :meth:`blocks`.
 
     Args:
-        source: the stream socket (already connected).
-        decode: payload -> EventBlock (raises DeviceError on a malformed payload).
+        source: the block source (its socket already connected).
         device: device URL for messages.
-        idle_timeout_s: wall seconds without any message after which the stream fails with
-            DeviceTimeout (a live device sends a block, possibly empty, every slice).
+        idle_timeout_s: wall seconds without any block before ``on_idle`` runs (or, without
+            it, before the stream fails with DeviceTimeout).
+        on_idle: bounded liveness check of the device; raises (a DeviceError) when the
+            device is gone, returns when it is alive but quiet.
         queue_blocks: bound of the decoded-block queue (the back-pressure window).
     """
 
     def __init__(
         self,
-        source: MessageSource,
-        decode: Callable[[bytes | memoryview], EventBlock],
+        source: BlockSource,
         *,
         device: str,
         idle_timeout_s: float = 10.0,
+        on_idle: Callable[[], Awaitable[None]] | None = None,
         queue_blocks: int = QUEUE_BLOCKS,
     ) -> None:
+        if not idle_timeout_s > 0 or queue_blocks < 1:
+            raise ValueError("idle_timeout_s must be > 0 and queue_blocks >= 1")
         self._source = source
-        self._decode = decode
         self._device = device
         self._idle_timeout = idle_timeout_s
+        self._on_idle = on_idle
+        self.idle_checks = 0  #: liveness checks run while the stream was quiet
         self._queue: asyncio.Queue[EventBlock | object] = asyncio.Queue(queue_blocks)
         self._done = False
         self._taken = 0  #: queue items the consumer has taken (progress indicator)
@@ -99,20 +109,24 @@ class BlockStream:
         try:
             while True:
                 try:
-                    payload = await self._source.recv(timeout=RECV_POLL_S)
+                    block = await self._source.next_block(min(RECV_POLL_S, self._idle_timeout))
                 except DeviceTimeout:
-                    if loop.time() - last > self._idle_timeout:
+                    if loop.time() - last < self._idle_timeout:
+                        continue
+                    if self._on_idle is None:
                         raise DeviceTimeout(
                             f"no timestamp block for {self._idle_timeout:g} s",
                             device=self._device,
                             hint="is acquisition running and the stream connected?",
                         ) from None
+                    self.idle_checks += 1
+                    await self._on_idle()  # raises when the device is gone
+                    last = loop.time()
                     continue
                 last = loop.time()
-                if not len(payload):
+                if block is None:
                     self.ended = True
                     return
-                block = self._decode(payload)
                 self._account(block)
                 await self._queue.put(block)  # waits when full: back-pressure, no drop
         except asyncio.CancelledError:

@@ -76,8 +76,11 @@ async def open_zmq_stream(
     socket_type: StreamSocketType = "PAIR",
     bind: bool = False,
     timeout: float = DEFAULT_TIMEOUT_S,
+    rcvhwm: int | None = None,
 ) -> ZmqStream:
     """Receive-only ZeroMQ stream (see :func:`drivers.transport.zmqstream.open_zmq_stream`)."""
     from drivers.transport import zmqstream
 
-    return await zmqstream.open_zmq_stream(url, socket_type=socket_type, bind=bind, timeout=timeout)
+    return await zmqstream.open_zmq_stream(
+        url, socket_type=socket_type, bind=bind, timeout=timeout, rcvhwm=rcvhwm
+    )

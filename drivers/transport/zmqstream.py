@@ -1,8 +1,11 @@
 """A one-way ZeroMQ message stream (PAIR, PULL or SUB) for timestamp blocks.
 
 The IDQ DataLinkTarget pushes binary timestamp blocks on a PAIR socket and marks the end of
-a stream with a zero-length message (protocols.md §3a); ``recv`` returns messages as they
-are, empty ones included, and leaves their meaning to the driver.
+a stream with a zero-length message (protocols.md §3a); ``recv`` returns single-frame messages
+as they are, empty ones included, ``recv_multipart`` every frame of one (multi-frame) message,
+and both leave their meaning to the driver. ``rcvhwm`` bounds the messages queued on the
+receive side, so that a reader that stops reading soon makes the sender wait (a PAIR sender
+blocks at its high-water mark; it never drops).
 """
 
 from __future__ import annotations
@@ -29,12 +32,19 @@ class ZmqStream:
     """Receive-only ZeroMQ socket; every ``recv`` is bounded (use :func:`open_zmq_stream`)."""
 
     def __init__(
-        self, address: ZmqAddress, socket_type: StreamSocketType, bind: bool, timeout: float
+        self,
+        address: ZmqAddress,
+        socket_type: StreamSocketType,
+        bind: bool,
+        timeout: float,
+        rcvhwm: int | None = None,
     ) -> None:
         self._url = address.url
         self._timeout = check_timeout(timeout)
         self._socket = zmq.asyncio.Context.instance().socket(_TYPES[socket_type])
         self._socket.setsockopt(zmq.LINGER, 0)
+        if rcvhwm is not None:  # before connect/bind: a pipe copies the mark when created
+            self._socket.setsockopt(zmq.RCVHWM, rcvhwm)
         if socket_type == "SUB":
             self._socket.setsockopt(zmq.SUBSCRIBE, b"")
         try:
@@ -72,6 +82,23 @@ class ZmqStream:
         except zmq.ZMQError as exc:
             raise NotConnected(f"stream socket failed: {exc}", device=self._url) from exc
 
+    async def recv_multipart(self, timeout: float | None = None) -> list[bytes]:
+        """Every frame of the next message; DeviceTimeout after ``timeout`` wall seconds."""
+        if self._closed:
+            raise NotConnected("cannot receive: the stream is closed", device=self._url)
+        bound = self._timeout if timeout is None else check_timeout(timeout)
+        try:
+            async with asyncio.timeout(bound):
+                return [bytes(f) for f in await self._socket.recv_multipart()]
+        except TimeoutError:
+            raise DeviceTimeout(
+                f"no message within {bound:g} s",
+                device=self._url,
+                hint="check that the sender is running and streaming",
+            ) from None
+        except zmq.ZMQError as exc:
+            raise NotConnected(f"stream socket failed: {exc}", device=self._url) from exc
+
     async def close(self) -> None:
         if not self._closed:
             self._closed = True
@@ -84,8 +111,12 @@ async def open_zmq_stream(
     socket_type: StreamSocketType = "PAIR",
     bind: bool = False,
     timeout: float = DEFAULT_TIMEOUT_S,
+    rcvhwm: int | None = None,
 ) -> ZmqStream:
-    """Open a receive-only stream on ``zmq+tcp://host:port`` (connect, or bind if asked)."""
+    """Open a receive-only stream on ``zmq+tcp://host:port`` (connect, or bind if asked).
+
+    ``rcvhwm``: messages queued on the receive side (ZeroMQ's default 1000 when None).
+    """
     if socket_type not in _TYPES:
         raise DeviceURLError(
             f"{url!r}: socket_type {socket_type!r} must be one of {sorted(_TYPES)}", key="url"
@@ -94,7 +125,7 @@ async def open_zmq_stream(
     if not isinstance(address, ZmqAddress):
         raise DeviceURLError(f"{url!r}: a ZeroMQ stream needs a zmq+tcp://host:port URL", key="url")
     try:
-        stream = ZmqStream(address, socket_type, bind, timeout)
+        stream = ZmqStream(address, socket_type, bind, timeout, rcvhwm)
     except zmq.ZMQError as exc:
         verb = "bind" if bind else "connect"
         raise NotConnected(

@@ -50,6 +50,7 @@ import logging
 import random
 import shlex
 import struct
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -71,6 +72,7 @@ STREAM_HWM = 8  #: messages queued in the PAIR socket before a send blocks
 STREAM_SNDBUF = 1 << 18  #: kernel send buffer of a stream socket (bytes)
 EOS_TIMEOUT_S = 1.0  #: wall seconds to deliver the end-of-stream frame before giving up
 HOST = "127.0.0.1"
+FINISHED_KEPT = 16  #: stopped acquisitions still answered by ``status --id``
 
 
 class IdqScpi:
@@ -277,6 +279,7 @@ class IdqServer:
         self._sockets: list[zmq.asyncio.Socket] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._streams: dict[str, _Stream] = {}
+        self._finished: OrderedDict[str, _Stream] = OrderedDict()
         self._next_id = 1
         self._rng = random.Random(name)
         self.scpi_port = 0
@@ -317,7 +320,8 @@ class IdqServer:
                 await task
         for sock in self._sockets:
             sock.close(linger=0)
-        self._ctx.term()
+        # term() waits for a stopped stream's lingering end frame (<= EOS_TIMEOUT_S)
+        await asyncio.to_thread(self._ctx.term)
 
     async def __aenter__(self) -> IdqServer:
         await self.start()
@@ -386,12 +390,14 @@ class IdqServer:
         if cmd == "list":
             return json.dumps({"ids": sorted(self._streams)})
         if cmd == "status":
-            stream = self._streams.get(opts.get("id", ""))
+            sid = opts.get("id", "")
+            stream = self._streams.get(sid) or self._finished.get(sid)
             if stream is None:
                 return _dlt_error(f"no acquisition with id {opts.get('id')!r}")
             return json.dumps(
                 {
                     "id": stream.id,
+                    "state": "running" if sid in self._streams else "stopped",
                     "timestamps_count": stream.timestamps,
                     "acquisitions_count": stream.blocks,
                     "errors": stream.errors,
@@ -437,6 +443,10 @@ class IdqServer:
         chans = None if stream.channel is None else [stream.channel]
         while True:
             sl = await slicer.next(chans)
+            # A slice clock behind the clock (generation-bound, or catching up after
+            # back-pressure) returns without awaiting, and a send that fits the queue completes
+            # at once: yield every slice so that SCPI and DLT requests are still answered.
+            await asyncio.sleep(0)
             n = len(sl.t_ps)
             if n == 0:
                 continue
@@ -459,16 +469,25 @@ class IdqServer:
 
     async def _stop_stream(self, stream: _Stream, *, send_eos: bool) -> None:
         self._streams.pop(stream.id, None)
+        # a stopped acquisition stays answerable by ``status --id`` (state "stopped"), so a
+        # client can still read how many timestamps it was sent
+        self._finished[stream.id] = stream
+        while len(self._finished) > FINISHED_KEPT:
+            self._finished.popitem(last=False)
         if stream.task is not None:
             stream.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await stream.task
+        linger_ms = 0
         if send_eos:
             try:
                 await asyncio.wait_for(stream.socket.send(b""), EOS_TIMEOUT_S)
+                # The end frame may sit behind queued blocks: linger so that they and the end
+                # frame still go out (LINGER 0 would drop them).
+                linger_ms = round(EOS_TIMEOUT_S * 1000)
             except TimeoutError:
                 log.warning("%s: stream %s: client not reading the end frame", self.name, stream.id)
-        stream.socket.close(linger=0)
+        stream.socket.close(linger=linger_ms)
         if stream.socket in self._sockets:
             self._sockets.remove(stream.socket)
 

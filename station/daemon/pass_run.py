@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from drivers.clock import Clock
-from drivers.datatypes import AltAz, ChannelConfig, Trajectory
+from drivers.datatypes import AltAz, ChannelConfig
 from drivers.errors import DeviceError, LimitViolation
 from station.config import StationConfig
 from station.daemon.devices import StationDevices
@@ -41,6 +41,7 @@ from station.daemon.schedule import Entry, PassOutcome
 from station.daemon.states import PassState, PassStateMachine
 from station.recording import BundleWriter, RecordingError, bundle_dir_name
 from station.tracking.elements import OrbitElements, iso
+from station.tracking.feedforward import braking_lead
 from station.tracking.mountplan import TrajectoryInfeasible
 from station.tracking.planner import PassPlan, plan_for_pass, safety_gate
 from station.tracking.safety import SafetyViolation
@@ -225,8 +226,13 @@ class PassRun:
         assert self.plan is not None
         traj = self.plan.mount.trajectory
         self.gate.check_trajectory(traj)
-        lead = self.cfg.tracking.lead_s
-        commanded = Trajectory(traj.t_s - lead, traj.az_deg, traj.el_deg) if lead else traj
+        tracking = self.cfg.tracking
+        commanded = traj
+        if tracking.servo == "goto":
+            commanded = braking_lead(
+                traj, self.cfg.mount.limits, lead_s=tracking.effective_lead_s
+            )
+            self.gate.check_trajectory(commanded)
         self.machine.to(PassState.TRACK, self.clock.now(), "tracking")
         self.bundle = await self._open_bundle()
         record = asyncio.create_task(self._record(), name="record")
@@ -300,7 +306,10 @@ class PassRun:
                 "analyzer_mode": self.cfg.daemon.analyzer.mode.value,
                 "campaign": self.entry.campaign,
                 "timetagger": self.devices.tagger.device.url,
-                "run_start_note": "event time 0 = station clock at acquisition start",
+                # the tagger counts on its own timescale; cross-station offsets and drift are
+                # found from the data (shared/reference/timetag.md), not from this instant
+                "time_base": "event times are the time tagger's own timescale; run_start_utc "
+                "is the station clock when acquisition was started",
             },
             max_chunk_s=self.cfg.daemon.recording.max_chunk_s,
         )
@@ -442,4 +451,3 @@ class PassRun:
             # the frame by at most half a period of its rotation
             await self._compensate(self.clock.now() + period / 2.0)
             await self.clock.sleep(period)
-

@@ -83,6 +83,27 @@ async def test_rotctld_hang_is_bounded(
             await mount.close()
 
 
+async def test_lx200_hang_is_bounded(
+    model: MountModel, clock: WarpClock, faults: FaultInjector
+) -> None:
+    server = await serve_lx200(model)
+    try:
+        mount = open_device(f"{server.url}?{DYNAMICS}&timeout_s=0.2", clock)
+        await mount.connect()
+        try:
+            faults.inject(FaultKind.HANG)
+            with pytest.raises(DeviceTimeout):
+                await mount.position()
+            with pytest.raises(DeviceTimeout):
+                await mount.slew_to(AltAz(30.0, 30.0))
+            faults.clear(FaultKind.HANG)
+            assert isinstance(await mount.position(), AltAz)  # the line resynchronised
+        finally:
+            await mount.close()
+    finally:
+        await server.close()
+
+
 async def test_lx200_slew_time_bound_fires_on_stall(
     model: MountModel, clock: WarpClock, faults: FaultInjector
 ) -> None:

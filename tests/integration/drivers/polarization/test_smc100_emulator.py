@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -9,7 +10,7 @@ from dataclasses import dataclass
 import pytest
 
 from drivers.clock import WarpClock
-from drivers.errors import DeviceFault, LimitViolation
+from drivers.errors import DeviceFault, DeviceTimeout, LimitViolation
 from drivers.polarization.smc100 import SMC100Rotator
 from drivers.registry import open_device
 from drivers.testing.conformance import rotator_conformance
@@ -27,9 +28,9 @@ class Line:
     faults: FaultInjector
 
 
-@pytest.fixture
-async def line() -> AsyncIterator[Line]:
-    clock = WarpClock(time.time(), rate=1.0)
+@contextlib.asynccontextmanager
+async def serve_smc100(rate: float = 5.0) -> AsyncIterator[Line]:
+    clock = WarpClock(time.time(), rate=rate)
     faults = FaultInjector(clock, "smc100")
     model = RotatorModel(clock, seed=3, max_speed_deg_s=200.0, faults=faults, name="smc-stage")
     # a continuous rotation stage configured for one full turn of travel
@@ -37,6 +38,12 @@ async def line() -> AsyncIterator[Line]:
     handler = SMC100Line(clock, {1: ctl}, faults=faults)
     async with PtyServer(handler, name="smc100", clock=clock, faults=faults) as server:
         yield Line(clock, model, f"smc100+visa://ASRL{server.path}::INSTR", faults)
+
+
+@pytest.fixture
+async def line() -> AsyncIterator[Line]:
+    async with serve_smc100() as served:
+        yield served
 
 
 async def test_conformance_over_pyvisa_asrl(line: Line) -> None:
@@ -70,3 +77,28 @@ async def test_out_of_limits_is_refused(line: Line) -> None:
             await stage.move_to(90.0)
     finally:
         await stage.close()
+
+
+async def test_hung_controller_times_out_on_every_path() -> None:
+    async with serve_smc100(rate=10.0) as line:  # warped: homing takes little wall time
+        stage = open_device(line.url + "?timeout_s=0.2", line.clock)
+        line.faults.inject(FaultKind.HANG)  # requests are read, never answered
+        with pytest.raises(DeviceTimeout, match="'ID\\?'"):
+            await stage.connect()
+        line.faults.clear()
+        await stage.connect()
+        try:
+            await stage.home()
+            line.faults.inject(FaultKind.HANG)
+            with pytest.raises(DeviceTimeout, match="no reply to 'TP', nor to the TE"):
+                await stage.angle()
+            with pytest.raises(DeviceTimeout):
+                await stage.move_to(30.0)
+            with pytest.raises(DeviceTimeout, match="'TE'"):
+                await stage.stop()
+            line.faults.clear()
+            await stage.move_to(45.0)  # the same driver talks again once the line answers
+            assert await stage.angle() == pytest.approx(45.0, abs=0.01)
+        finally:
+            line.faults.clear()
+            await stage.close()

@@ -256,3 +256,16 @@ def test_from_url_reads_address_and_rejects_bad_ones() -> None:
         ElliptecRotator.from_url(
             parse_device_url("elliptec+serial:///dev/ttyUSB1?adress=1"), StepClock()
         )
+
+
+def test_from_url_speed_and_timeout() -> None:
+    rot = ElliptecRotator.from_url(
+        parse_device_url("elliptec+serial:///dev/ttyUSB1?speed=90&timeout_s=0.5"), StepClock()
+    )
+    assert rot.move_bound_s(90.0) == pytest.approx(1.0 + 2.0 * 90.0 / 90.0)
+    assert rot._reply_timeout == 0.5
+    for bad in ("speed=0", "speed=fast", "timeout_s=-1", "timeout_s=nan"):
+        with pytest.raises(DeviceURLError, match="must be a number"):
+            ElliptecRotator.from_url(
+                parse_device_url(f"elliptec+serial:///dev/ttyUSB1?{bad}"), StepClock()
+            )

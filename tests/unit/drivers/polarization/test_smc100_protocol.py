@@ -274,3 +274,25 @@ def test_from_url_address() -> None:
     assert smc.url.endswith("address=3")
     with pytest.raises(DeviceURLError, match=r"1\.\.31"):
         SMC100Rotator.from_url(parse_device_url(URL + "?address=0"), StepClock())
+
+
+def test_from_url_gives_an_asrl_line_the_controllers_settings() -> None:
+    from drivers.transport.url import VisaAddress, parse_transport_url
+
+    def line(url: str) -> VisaAddress:
+        smc = SMC100Rotator.from_url(parse_device_url(url), StepClock())
+        address = parse_transport_url(smc._transport_url or "")
+        assert isinstance(address, VisaAddress)
+        return address
+
+    default = line(URL).settings
+    assert default is not None
+    assert (default.baud, default.bytesize, default.parity) == (57600, 8, "N")
+    assert default.xonxoff
+    slow = line(URL + "?baud=9600&flow=none&timeout_s=0.5").settings
+    assert slow is not None
+    assert (slow.baud, slow.xonxoff) == (9600, False)
+    assert line("smc100+visa://TCPIP::192.0.2.5::5001::SOCKET").settings is None
+    for bad, message in (("timeout_s=0", "timeout_s"), ("speed=3", "unknown parameter")):
+        with pytest.raises(DeviceURLError, match=message):
+            SMC100Rotator.from_url(parse_device_url(f"{URL}?{bad}"), StepClock())

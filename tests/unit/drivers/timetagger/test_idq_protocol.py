@@ -1,16 +1,19 @@
 """IDQ driver: byte-exact SCPI and DataLinkTarget exchanges over real ZeroMQ sockets.
 
 The peers are ZeroMQ ROUTER sockets on 127.0.0.1 that check every request against a script
-(ROUTER rather than REP so that a scripted "no reply" is possible).
+(ROUTER rather than REP so that a scripted "no reply" is possible). The request and reply
+bytes follow docs/devices/idq-emulator.md.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
+import numpy as np
 import pytest
 import zmq
 import zmq.asyncio
@@ -26,7 +29,7 @@ from drivers.errors import (
 )
 from drivers.registry import parse_device_url
 from drivers.timetagger.idq import IDQTimeTagger, parse_number
-from drivers.timetagger.zmqlink import ZmqRequester
+from drivers.timetagger.idqformat import encode_block
 
 
 class StepClock:
@@ -49,6 +52,15 @@ class StepClock:
 
 
 Script = list[tuple[bytes, bytes | None]]
+
+IDN = b"ID Quantique,ID1000 (qgs emulator),EMU0001,1.0.0"
+NO_INPUT_5 = b"SCPI_ERR_HEADER_SUFFIX_OUT_OF_RANGE: channel 5 does not exist; inputs are 1..4"
+PROBE: Script = [
+    (b"INPU1:ENAB?;:INPU2:ENAB?;:INPU3:ENAB?;:INPU4:ENAB?", b"ON\nON\nOFF\nON"),
+    (b"INPU5:ENAB?", NO_INPUT_5),
+]
+CONNECT: Script = [(b"*IDN?", IDN), (b"DEVI:RES:BWID?", b"1"), *PROBE]
+DLT_CONNECT: Script = [(b"list", b'{"ids": []}')]
 
 
 class ScriptedPeer:
@@ -87,17 +99,17 @@ class ScriptedPeer:
 
 @contextlib.asynccontextmanager
 async def tagger(
-    scpi: Script, dlt: Script | None = None, *, timeout: float = 1.0
+    scpi: Script,
+    dlt: Script | None = None,
+    *,
+    timeout: float = 1.0,
+    query: str = "",
+    connect: Script = CONNECT,
 ) -> AsyncIterator[IDQTimeTagger]:
-    peer = ScriptedPeer([(b"*IDN?", b"IDQ,ID1000-SIM,0,1.0"), *scpi])
-    dlt_peer = ScriptedPeer(dlt or [])
-    device = IDQTimeTagger(
-        url=f"idq+zmq://127.0.0.1:{peer.port}",
-        clock=StepClock(),
-        scpi_port=peer.port,
-        dlt_port=dlt_peer.port,
-        request_timeout_s=timeout,
-    )
+    peer = ScriptedPeer([*connect, *scpi])
+    dlt_peer = ScriptedPeer([*DLT_CONNECT, *(dlt or [])])
+    url = f"idq+zmq://127.0.0.1:{peer.port}?dlt={dlt_peer.port}&timeout_s={timeout}{query}"
+    device = IDQTimeTagger.from_url(parse_device_url(url), StepClock())
     try:
         await device.connect()
         yield device
@@ -107,12 +119,61 @@ async def tagger(
         await dlt_peer.finish()
 
 
-async def test_identity_is_read_on_connect() -> None:
+async def test_identity_bin_width_and_inputs_are_read_on_connect() -> None:
     async with tagger([]) as device:
-        assert device.identity == "IDQ,ID1000-SIM,0,1.0"
+        assert device.identity == IDN.decode()
+        assert device.bin_width_ps == 1.0
+        assert device.inputs == (1, 2, 3, 4)
 
 
-async def test_configure_sends_enable_threshold_and_delay() -> None:
+async def test_more_inputs_are_probed_one_at_a_time() -> None:
+    probe: Script = [
+        (b"*IDN?", IDN),
+        (b"DEVI:RES:BWID?", b"1"),
+        (b"INPU1:ENAB?;:INPU2:ENAB?;:INPU3:ENAB?;:INPU4:ENAB?", b"ON\nON\nON\nON"),
+        (b"INPU5:ENAB?", b"ON"),
+        (b"INPU6:ENAB?", b"OFF"),
+        (b"INPU7:ENAB?", b"SCPI_ERR_HEADER_SUFFIX_OUT_OF_RANGE: channel 7 does not exist"),
+    ]
+    async with tagger([], connect=probe) as device:
+        assert device.inputs == (1, 2, 3, 4, 5, 6)
+
+
+@pytest.mark.parametrize(
+    ("reply", "error", "message"),
+    [
+        (b"ON\nSCPI_ERR_HEADER_SUFFIX_OUT_OF_RANGE: 2\nx\ny", None, ""),  # 1 input
+        (b"SCPI_ERR_HEADER_SUFFIX_OUT_OF_RANGE: 1\na\nb\nc", ProtocolError, "no inputs"),
+        (b"SCPI_ERR_UNDEFINED_HEADER: INPU1:ENAB\na\nb\nc", ProtocolError, "UNDEFINED"),
+        (b"ON\nON", ProtocolError, "answered 2 lines"),
+    ],
+)
+async def test_input_probe_replies(
+    reply: bytes, error: type[Exception] | None, message: str
+) -> None:
+    connect: Script = [
+        (b"*IDN?", IDN),
+        (b"DEVI:RES:BWID?", b"1"),
+        (b"INPU1:ENAB?;:INPU2:ENAB?;:INPU3:ENAB?;:INPU4:ENAB?", reply),
+    ]
+    if error is None:
+        async with tagger([], connect=connect) as device:
+            assert device.inputs == (1,)
+        return
+    peer = ScriptedPeer(connect)
+    dlt_peer = ScriptedPeer([])
+    url = f"idq+zmq://127.0.0.1:{peer.port}?dlt={dlt_peer.port}&timeout_s=1"
+    device = IDQTimeTagger.from_url(parse_device_url(url), StepClock())
+    try:
+        with pytest.raises(error, match=message):
+            await device.connect()
+    finally:
+        await device.close()
+        await peer.finish()
+        await dlt_peer.finish()
+
+
+async def test_configure_sends_enable_threshold_and_delay_then_rates() -> None:
     script: Script = [
         (b"INPU1:ENAB ON", b""),
         (b"INPU1:THRE -0.400V", b""),
@@ -122,52 +183,92 @@ async def test_configure_sends_enable_threshold_and_delay() -> None:
         (b"INPU3:THRE -0.250V", b""),
         (b"DELA3:VALU 1500", b""),
         (b"INPU4:ENAB OFF", b""),
-        (b"INPU1:COUN?", b"1200.5"),
-        (b"INPU3:COUN?", b"8e3 Hz"),
+        # one chained message; COUN? counts over INTE (ms): rate = count * 1000 / INTE
+        (
+            b"INPU1:COUN?;:INPU1:COUN:INTE?;:INPU3:COUN?;:INPU3:COUN:INTE?",
+            b"1200\n1000\n4000\n500",
+        ),
     ]
     async with tagger(script) as device:
         await device.configure(
             {1: ChannelConfig(), 3: ChannelConfig(threshold_v=-0.25, delay_ps=1500)}
         )
-        assert await device.count_rates() == {1: 1200.5, 3: 8000.0}
-
-
-async def test_unknown_input_is_refused_before_sending() -> None:
-    async with tagger([]) as device:
-        with pytest.raises(LimitViolation, match="inputs \\[7\\]"):
-            await device.configure({7: ChannelConfig()})
+        assert await device.count_rates() == {1: 1200.0, 3: 8000.0}
 
 
 @pytest.mark.parametrize(
-    ("reply", "error"),
+    ("channels", "message"),
     [
-        (b"SCPI_ERR_UNKNOWN_COMMAND: INPU1:FOO", ProtocolError),
-        (b"SCPI_ERR_SYNTAX", ProtocolError),
-        (b"SCPI_ERR_PARAM_OUT_OF_RANGE", LimitViolation),
-        (b"SCPI_ERR_HARDWARE_FAILURE", DeviceFault),
-        (b"unexpected chatter", ProtocolError),  # a command must answer nothing
-        (b"\xff\xfe", ProtocolError),
+        ({7: ChannelConfig()}, "inputs \\[7\\] do not exist"),
+        ({0: ChannelConfig()}, "inputs \\[0\\] do not exist"),
+        ({1: ChannelConfig(threshold_v=-3.0)}, "threshold -3 V is outside"),
+        ({2: ChannelConfig(delay_ps=-5)}, "delay -5 ps is outside"),
     ],
 )
-async def test_error_replies_are_typed(reply: bytes, error: type[Exception]) -> None:
+async def test_bad_configuration_is_refused_before_sending(
+    channels: dict[int, ChannelConfig], message: str
+) -> None:
+    async with tagger([]) as device:  # the script has nothing: any request would fail it
+        with pytest.raises(LimitViolation, match=message):
+            await device.configure(channels)
+
+
+async def test_inputs_declared_in_the_url_are_not_probed() -> None:
+    script: Script = [(b"INPU6:COUN?;:INPU6:COUN:INTE?", b"7\n1000")]
+    connect = CONNECT[:2]  # *IDN? and DEVI:RES:BWID? only
+    async with tagger(script, query="&channels=8", connect=connect) as device:
+        assert device.inputs == tuple(range(1, 9))
+        device._enabled = [6]  # as after configure({6: ...}); keeps the script short
+        assert await device.count_rates() == {6: 7.0}
+
+
+@pytest.mark.parametrize(
+    ("reply", "error", "text"),
+    [
+        (b"SCPI_ERR_UNDEFINED_HEADER: unknown command 'INPU1:FOO'", ProtocolError, "FOO"),
+        (b"SCPI_ERR_SYNTAX_ERROR: malformed header", ProtocolError, "SYNTAX"),
+        (b"SCPI_ERR_MISSING_PARAMETER: a value is required", ProtocolError, "MISSING"),
+        (b"SCPI_ERR_HEADER_SUFFIX_OUT_OF_RANGE: channel 9", LimitViolation, "channels="),
+        (b"SCPI_ERR_DATA_OUT_OF_RANGE: threshold 5 V", LimitViolation, "5 V"),
+        (b"SCPI_ERR_ILLEGAL_PARAMETER_VALUE: 'MAYBE'", LimitViolation, "MAYBE"),
+        (b"SCPI_ERR_EXECUTION_ERROR", DeviceFault, "EXECUTION"),
+        (b"SCPI_ERR_HARDWARE_FAILURE", DeviceFault, "HARDWARE"),
+        (b"unexpected chatter", ProtocolError, "expected nothing"),
+        (b"\xff\xfe", ProtocolError, "non-UTF-8"),
+    ],
+)
+async def test_error_replies_are_typed(reply: bytes, error: type[Exception], text: str) -> None:
     async with tagger([(b"INPU1:ENAB ON", reply)]) as device:
-        with pytest.raises(error):
+        with pytest.raises(error, match=text):
             await device.scpi("INPU1:ENAB ON")
 
 
-async def test_garbage_count_rate_is_a_protocol_error() -> None:
-    async with tagger([(b"INPU1:COUN?", b"lots")]) as device:
-        with pytest.raises(ProtocolError, match="not a number"):
-            await device.scpi_number("INPU1:COUN?")
+async def test_error_line_inside_a_multi_line_reply() -> None:
+    script: Script = [(b"INPU1:COUN?;:INPU1:COUN:INTE?", b"12\nSCPI_ERR_UNDEFINED_HEADER: x")]
+    async with tagger(script) as device:
+        device._enabled = [1]
+        with pytest.raises(ProtocolError, match="UNDEFINED_HEADER"):
+            await device.count_rates()
+
+
+@pytest.mark.parametrize(
+    ("reply", "message"),
+    [(b"12", "answered 1 lines; expected 2"), (b"lots\n1000", "not a number")],
+)
+async def test_malformed_rate_replies(reply: bytes, message: str) -> None:
+    async with tagger([(b"INPU1:COUN?;:INPU1:COUN:INTE?", reply)]) as device:
+        device._enabled = [1]
+        with pytest.raises(ProtocolError, match=message):
+            await device.count_rates()
 
 
 async def test_silent_device_times_out_and_the_socket_is_recreated() -> None:
-    script: Script = [(b"REC:STAGe?", None), (b"REC:STAGe?", b"STOPPED")]
+    script: Script = [(b"REC:STAG?", None), (b"REC:STAG?", b"STOPPED")]
     async with tagger(script, timeout=0.3) as device:
-        with pytest.raises(DeviceTimeout, match="REC:STAGe"):
-            await device.scpi("REC:STAGe?")
-        # a REQ socket that missed its reply cannot send again: the driver replaced it
-        assert await device.scpi("REC:STAGe?") == "STOPPED"
+        with pytest.raises(DeviceTimeout, match="REC:STAG"):
+            await device.scpi("REC:STAG?")
+        # a REQ socket that missed its reply cannot send again: it was replaced
+        assert await device.scpi("REC:STAG?") == "STOPPED"
 
 
 async def test_dlt_errors_and_garbage() -> None:
@@ -185,15 +286,93 @@ async def test_dlt_errors_and_garbage() -> None:
             await device.dlt("list")
 
 
-async def test_requester_is_bounded_when_nobody_listens() -> None:
-    req = ZmqRequester("tcp://127.0.0.1:9", timeout_s=0.2, device="idq://x")
-    req.open()
-    with pytest.raises(DeviceTimeout):
-        await req.request(b"*IDN?")
-    assert req.recreated == 1
-    await req.close()
+RAW_ON: Script = [(f"RAW{c}:SEND ON".encode(), b"") for c in (1, 2, 3, 4)]
+RAW_OFF: Script = [(f"RAW{c}:SEND OFF".encode(), b"") for c in (1, 2, 3, 4)]
+
+
+async def test_start_stream_stop_byte_exact() -> None:
+    pair = zmq.asyncio.Context.instance().socket(zmq.PAIR)
+    pair.setsockopt(zmq.LINGER, 0)
+    port = pair.bind_to_random_port("tcp://127.0.0.1")
+    start = b"start-stream --address 127.0.0.1 --channel all --stream-port 0"
+    scpi: Script = [
+        *RAW_ON,
+        (b"REC:PLAY", b""),
+        (b"REC:STAG?", b"PLAYING"),
+        (b"REC:STOP", b""),
+        *RAW_OFF,
+    ]
+    dlt: Script = [
+        (start, json.dumps({"id": "1", "stream_port": port}).encode()),
+        (b"stop --id 1", b'{"id": "1"}'),
+    ]
+    try:
+        async with tagger(scpi, dlt) as device:
+            await device.start()
+            assert device.acquiring
+            t = np.array([10, 20, 20, 35], dtype=np.int64)
+            ch = np.array([1, 4, 2, 1], dtype=np.uint8)
+            for seq in (0, 1, 3):  # block 2 is lost on the way: a gap, not an error
+                await pair.send_multipart(encode_block(seq, t + 100 * seq, ch))
+            await pair.send(b"")  # end of stream
+            got = []
+            async with asyncio.timeout(5.0):
+                async for block in device.stream():
+                    got.append(block)
+            assert [b.seq for b in got] == [0, 1, 3]
+            assert got[2].t_ps.tolist() == [310, 320, 320, 335]
+            assert got[0].channel.tolist() == [1, 4, 2, 1]
+            assert [(g.expected, g.got) for g in device.gaps] == [(2, 3)]
+            await device.stop()
+            assert not device.acquiring
+    finally:
+        pair.close(linger=0)
+
+
+async def test_dlt_refusal_leaves_nothing_running() -> None:
+    scpi: Script = [*RAW_ON, (b"REC:STOP", b""), *RAW_OFF]
+    dlt: Script = [
+        (
+            b"start-stream --address 127.0.0.1 --channel all --stream-port 0",
+            b'{"error": {"description": "cannot listen on stream port"}}',
+        )
+    ]
+    async with tagger(scpi, dlt) as device:
+        with pytest.raises(DeviceFault, match="cannot listen"):
+            await device.start()
+        assert not device.acquiring
+
+
+async def test_start_stream_reply_without_port_is_a_protocol_error() -> None:
+    scpi: Script = [*RAW_ON, (b"REC:STOP", b""), *RAW_OFF]
+    dlt: Script = [
+        (b"start-stream --address 127.0.0.1 --channel all --stream-port 0", b'{"id": "4"}'),
+        (b"stop --id 4", b'{"id": "4"}'),
+    ]
+    async with tagger(scpi, dlt) as device:
+        with pytest.raises(ProtocolError, match="lacks an id or a stream port"):
+            await device.start()
+        assert not device.acquiring
+
+
+async def test_nothing_listening_is_bounded() -> None:
+    from tests.conftest import free_tcp_port
+
+    port = free_tcp_port()
+    url = f"idq+zmq://127.0.0.1:{port}?dlt={port}&timeout_s=0.2"
+    device = IDQTimeTagger.from_url(parse_device_url(url), StepClock())
+    with pytest.raises(DeviceTimeout, match=r"\*IDN\?"):
+        await device.connect()
     with pytest.raises(NotConnected):
-        await req.request(b"*IDN?")
+        await device.scpi("*IDN?")
+    await device.close()
+
+
+async def test_stream_before_start_is_not_connected() -> None:
+    device = IDQTimeTagger.from_url(parse_device_url("idq+zmq://127.0.0.1:5555"), StepClock())
+    with pytest.raises(NotConnected, match="start"):
+        async for _ in device.stream():
+            pass
 
 
 def test_numbers_with_units() -> None:
@@ -203,12 +382,23 @@ def test_numbers_with_units() -> None:
         parse_number("1,000", what="x", device="d")
 
 
-def test_from_url_ports() -> None:
+def test_from_url_parameters() -> None:
     device = IDQTimeTagger.from_url(
-        parse_device_url("idq+zmq://127.0.0.1:5555?dlt=6061&stream=4300"), StepClock()
+        parse_device_url("idq+zmq://127.0.0.1:5555?dlt=6061&stream=4300&channels=8"), StepClock()
     )
-    assert device.url.endswith("stream=4300")
-    with pytest.raises(DeviceURLError, match="dlt must be a port"):
-        IDQTimeTagger.from_url(parse_device_url("idq+zmq://127.0.0.1:5555?dlt=0"), StepClock())
-    with pytest.raises(DeviceURLError, match="unknown parameter"):
-        IDQTimeTagger.from_url(parse_device_url("idq+zmq://127.0.0.1:5555?dtl=1"), StepClock())
+    assert device.url.endswith("channels=8")
+    assert device.inputs == tuple(range(1, 9))
+    bad = {
+        "dlt=0": "dlt must be a port",
+        "stream=70000": "stream must be a port",
+        "channels=0": "channels must be",
+        "timeout_s=-1": "timeout_s must be",
+        "idle_s=x": "idle_s must be",
+        "dlt_host=a/b": "is not a host",
+        "dtl=1": "unknown parameter",
+    }
+    for query, message in bad.items():
+        with pytest.raises(DeviceURLError, match=message):
+            IDQTimeTagger.from_url(
+                parse_device_url(f"idq+zmq://127.0.0.1:5555?{query}"), StepClock()
+            )

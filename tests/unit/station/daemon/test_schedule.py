@@ -31,7 +31,8 @@ def test_auto_takes_only_high_enough_passes() -> None:
     for e in s.entries:
         assert e.eligible_auto == (e.pass_.max_elevation_deg >= 20.0)
     nxt = s.next_wanted(T0)
-    assert nxt is not None and nxt.pass_.max_elevation_deg >= 20.0
+    assert nxt is not None
+    assert nxt.pass_.max_elevation_deg >= 20.0
 
 
 def test_booking_overrides_auto_and_cancel_overrides_booking() -> None:
@@ -54,8 +55,11 @@ def test_window_booking_picks_the_overlapping_pass_and_keeps_the_campaign() -> N
     s = _schedule(auto=False)
     e = s.entries[1]
     booked = s.book_window(e.pass_.aos_s + 10.0, e.pass_.los_s - 10.0, {"id": "c1"})
-    assert booked is e and e.booked
-    assert e.campaign is not None and e.campaign["id"] == "c1" and len(e.campaign["window"]) == 2
+    assert booked is e
+    assert e.booked
+    assert e.campaign is not None
+    assert e.campaign["id"] == "c1"
+    assert len(e.campaign["window"]) == 2
     with pytest.raises(ScheduleError, match="not after its start"):
         s.book_window(T0 + 10.0, T0, {"id": "c2"})
 
@@ -74,6 +78,5 @@ def test_refresh_keeps_operator_decisions() -> None:
     s._predicted_until = float("-inf")  # force a re-prediction
     s.refresh(T0)
     again = s.find(e.pass_.aos_s)
-    assert again.cancelled and again is not e
-
-
+    assert again.cancelled
+    assert again is not e

@@ -19,7 +19,8 @@ def test_defaults_when_sections_are_absent() -> None:
     s = parse_daemon_settings(Table({}, source="t.toml"))
     assert s.mqtt.broker == "embedded"
     assert s.analyzer.channels == ChannelMap(1, 2, 3, 4)
-    assert s.watchdog.mount == "safe" and s.watchdog.hwp == "degrade"
+    assert s.watchdog.mount == "safe"
+    assert s.watchdog.hwp == "degrade"
     assert s.timetagger.pps_channel == 8
 
 

@@ -27,7 +27,8 @@ def test_nominal_pass_sequence_is_legal_and_reported() -> None:
         PassState.STOW,
         PassState.IDLE,
     ]
-    assert seen[0].old is PassState.IDLE and m.state is PassState.IDLE
+    assert seen[0].old is PassState.IDLE
+    assert m.state is PassState.IDLE
 
 
 def test_illegal_transition_raises_and_keeps_state() -> None:

@@ -1,0 +1,293 @@
+"""The daemon runs a warped pass against the rig through a real Mosquitto.
+
+Processes: Mosquitto (fixture), the rig (`python -m sim_hardware`, world + wire-level
+emulators) and the daemon (`qgs station run`), all on loopback, stopped by PID. The rig and
+the daemon share one warped timeline (the rig's ``_clock`` in its URL file).
+
+Checked end to end: the pass states in order (pre-position, wait, track, stow), a bad
+command gets FAILED with a reason and changes nothing, acks flow for good commands, the
+HWP was driven along the frame rotation, the recorded event count equals what the
+emulated tagger says it streamed, and `qgs bundle verify` passes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+import pytest
+import zmq
+import zmq.asyncio
+
+from drivers.clock import SystemClock
+from station.bus.connection import BrokerConfig
+from station.bus.envelope import Ack
+from station.bus.requester import Requester
+from station.tracking.elements import parse_time
+from tests.conftest import Broker, stop_process
+
+ROOT = Path(__file__).resolve().parents[3]
+RIG_CONFIG = ROOT / "configs/rig/delingha_lijiang.toml"
+STATION = "delingha"
+START_UTC = "2021-04-29T17:16:00Z"  # ~4 min before Delingha's AOS (17:19:51) in the rig world
+RATE = 20.0  # clock seconds per wall second
+WALL_BOUND_S = 90.0
+
+
+def _log(path: Path) -> int:
+    """A file descriptor for a child's output; the child keeps its copy, we close ours."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    _FDS.append(fd)
+    return fd
+
+
+_FDS: list[int] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_logs() -> Iterator[None]:
+    yield
+    while _FDS:
+        os.close(_FDS.pop())
+
+
+def _start_rig(tmp: Path) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
+    urls = tmp / "urls.json"
+    anchor = time.time() + 2.0
+    clock = f"epoch={parse_time(START_UTC)},anchor={anchor},rate={RATE}"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "sim_hardware",
+            "--config",
+            str(RIG_CONFIG),
+            "--urls-json",
+            str(urls),
+            "--clock",
+            clock,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=_log(tmp / "rig.err"),
+        cwd=ROOT,
+    )
+    deadline = time.monotonic() + 20.0
+    while not urls.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            stop_process(proc)
+            pytest.fail(f"rig did not start: {(tmp / 'rig.err').read_text()[-2000:]}")
+        time.sleep(0.1)
+    return proc, json.loads(urls.read_text())
+
+
+def _start_daemon(tmp: Path, broker: Broker) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "station.cli",
+            "--log-level",
+            "INFO",
+            "station",
+            "run",
+            "--config",
+            str(ROOT / "configs/stations/delingha.toml"),
+            "--devices-json",
+            str(tmp / "urls.json"),
+            "--tle",
+            str(ROOT / "configs/satellites/micius-2021.tle"),
+            "--broker",
+            f"mqtt://127.0.0.1:{broker.port}",
+            "--data-dir",
+            str(tmp / "data"),
+        ],
+        stdout=_log(tmp / "daemon.out"),
+        stderr=_log(tmp / "daemon.err"),
+        cwd=ROOT,
+    )
+
+
+async def _tagger_streamed(url: str) -> int:
+    """Timestamps the emulated tagger says it sent (DataLinkTarget ``status`` of the stopped
+    acquisitions), asked over raw zmq, not through our driver."""
+    dlt_port = int(url.rsplit("dlt=", 1)[1].split("&")[0])
+    ctx = zmq.asyncio.Context()
+    sock = ctx.socket(zmq.REQ)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(f"tcp://127.0.0.1:{dlt_port}")
+    try:
+        total = 0
+        for stream_id in range(1, 4):  # the driver starts one acquisition per pass; ids from 1
+            await sock.send_string(f"status --id {stream_id}")
+            status = json.loads(await asyncio.wait_for(sock.recv_string(), 5.0))
+            if "error" in status:
+                break
+            assert status["state"] == "stopped"
+            total += int(status["timestamps_count"])
+        return total
+    finally:
+        sock.close()
+        ctx.term()
+
+
+async def _collect(
+    broker: Broker, seen: list[tuple[str, dict[str, Any]]], done: asyncio.Event
+) -> None:
+    async with aiomqtt.Client("127.0.0.1", broker.port, identifier="test-watch") as client:
+        await client.subscribe(f"qgs/v1/{STATION}/#", qos=1)
+        async for message in client.messages:
+            topic = str(message.topic).split(f"qgs/v1/{STATION}/", 1)[1]
+            payload = message.payload if isinstance(message.payload, bytes) else b"{}"
+            body = json.loads(payload) if payload else {}
+            seen.append((topic, body))
+            if topic == "event/pass_complete":
+                done.set()
+
+
+@pytest.mark.mosquitto
+async def test_daemon_executes_a_warped_pass(mosquitto: Broker, tmp_path: Path) -> None:
+    rig, urls = _start_rig(tmp_path)
+    daemon = _start_daemon(tmp_path, mosquitto)
+    seen: list[tuple[str, dict[str, Any]]] = []
+    done = asyncio.Event()
+    watcher = asyncio.create_task(_collect(mosquitto, seen, done))
+    try:
+        config = BrokerConfig(port=mosquitto.port)
+        async with Requester(config, SystemClock(), client_id="operator-test") as req:
+            await _until(lambda: _summary(seen) == "STANDBY", 10.0, tmp_path)
+
+            # a bad command: FAILED with a reason, nothing moves
+            before = await req.send(STATION, "get_schedule")
+            bad = await req.send(STATION, "goto", {"az_deg": 10.0, "el_deg": 300.0})
+            assert bad[-1].ack is Ack.FAILED
+            assert bad[-1].reason is not None
+            assert "el_deg" in bad[-1].reason
+            unknown = await req.send(STATION, "launch_missiles")
+            assert unknown[-1].ack is Ack.FAILED
+            assert "unknown command" in (unknown[-1].reason or "")
+            wrong_state = await req.send(STATION, "standby")
+            assert wrong_state[-1].ack is Ack.FAILED
+            assert "STANDBY" in (wrong_state[-1].reason or "")
+            after = await req.send(STATION, "get_schedule")
+            assert before[-1].result is not None
+            assert after[-1].result is not None
+            assert after[-1].result["summary"] == before[-1].result["summary"] == "STANDBY"
+            assert after[-1].result["pass_state"] == "IDLE"
+
+            # book the Delingha pass of the common window and enable the station
+            passes = after[-1].result["passes"]
+            assert passes, "the daemon predicted no pass from the shipped 2021 TLE"
+            first = passes[0]
+            booked = await req.send(STATION, "schedule_pass", {"aos_utc": first["aos_utc"]})
+            assert [r.ack for r in booked] == [Ack.ACK, Ack.COMPLETE]
+            enabled = await req.send(STATION, "enable")
+            assert enabled[-1].ack is Ack.COMPLETE
+
+            await asyncio.wait_for(done.wait(), WALL_BOUND_S)
+            streamed = await _tagger_streamed(urls[STATION]["timetagger"])
+    finally:
+        watcher.cancel()
+        await asyncio.gather(watcher, return_exceptions=True)
+        stop_process(daemon)
+        stop_process(rig)
+
+    log = (tmp_path / "daemon.err").read_text()
+    states = _pass_states(seen)
+    assert states[:5] == ["PREPOSITION", "WAIT_AOS", "TRACK", "STOW", "IDLE"], (states, log[-3000:])
+    summary = next(b for t, b in seen if t == "event/pass_complete")
+    assert summary["outcome"] == "complete", summary
+    assert summary["bundle_status"] == "complete"
+    assert summary["events"] > 0
+    assert summary["events"] == streamed, "recorded events differ from what the tagger streamed"
+
+    # pointing and waveplate telemetry flowed; the HWP followed the frame rotation
+    assert any(t == "telemetry/pointing" for t, _ in seen)
+    assert any(t == "telemetry/rates" for t, _ in seen)
+    bundle = Path(summary["bundle"])
+    rows = (bundle / "waveplate.csv").read_text().splitlines()[1:]
+    commanded = {round(float(r.split(",")[2]), 1) for r in rows}
+    assert len(commanded) > 5, "the HWP was not driven along the frame rotation"
+
+    verify = subprocess.run(
+        [sys.executable, "-m", "station.cli", "bundle", "verify", str(bundle)],
+        capture_output=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert verify.returncode == 0, verify.stdout.decode() + verify.stderr.decode()
+
+
+@pytest.mark.mosquitto
+async def test_abort_mid_pass_stows_and_keeps_the_recording(
+    mosquitto: Broker, tmp_path: Path
+) -> None:
+    rig, _ = _start_rig(tmp_path)
+    daemon = _start_daemon(tmp_path, mosquitto)
+    seen: list[tuple[str, dict[str, Any]]] = []
+    done = asyncio.Event()
+    watcher = asyncio.create_task(_collect(mosquitto, seen, done))
+    try:
+        config = BrokerConfig(port=mosquitto.port)
+        async with Requester(config, SystemClock(), client_id="operator-test") as req:
+            await _until(lambda: _summary(seen) == "STANDBY", 10.0, tmp_path)
+            nothing = await req.send(STATION, "abort")
+            assert nothing[-1].ack is Ack.FAILED
+            assert "no pass" in (nothing[-1].reason or "")
+            schedule = await req.send(STATION, "get_schedule")
+            assert schedule[-1].result is not None
+            aos = schedule[-1].result["passes"][0]["aos_utc"]
+            assert (await req.send(STATION, "schedule_pass", {"aos_utc": aos}))[
+                -1
+            ].ack is Ack.COMPLETE
+            assert (await req.send(STATION, "enable"))[-1].ack is Ack.COMPLETE
+            await _until(lambda: "TRACK" in _pass_states(seen), 40.0, tmp_path)
+            await asyncio.sleep(1.0)  # record a little
+            aborted = await req.send(STATION, "abort", timeout_s=30.0)
+            assert [r.ack for r in aborted] == [Ack.ACK, Ack.INPROGRESS, Ack.COMPLETE], aborted
+            assert aborted[-1].result == {"outcome": "aborted", "pass_state": "IDLE"}
+            await asyncio.wait_for(done.wait(), 10.0)
+    finally:
+        watcher.cancel()
+        await asyncio.gather(watcher, return_exceptions=True)
+        stop_process(daemon)
+        stop_process(rig)
+
+    assert _pass_states(seen)[-3:] == ["ABORT", "STOW", "IDLE"]
+    summary = next(b for t, b in seen if t == "event/pass_complete")
+    assert summary["outcome"] == "aborted"
+    assert summary["bundle_status"] == "aborted"
+    assert summary["events"] > 0
+    verify = subprocess.run(
+        [sys.executable, "-m", "station.cli", "bundle", "verify", summary["bundle"]],
+        capture_output=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert verify.returncode == 0, verify.stdout.decode() + verify.stderr.decode()
+
+
+def _summary(seen: list[tuple[str, dict[str, Any]]]) -> str | None:
+    states = [b.get("summary") for t, b in seen if t == "status"]
+    return states[-1] if states else None
+
+
+def _pass_states(seen: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    return [str(b["to"]) for t, b in seen if t == "event/pass_state"]
+
+
+async def _until(cond: Any, timeout_s: float, tmp: Path) -> None:
+    for _ in range(int(timeout_s / 0.1)):
+        if cond():
+            return
+        await asyncio.sleep(0.1)
+    pytest.fail(
+        f"condition not reached in {timeout_s} s: {(tmp / 'daemon.err').read_text()[-3000:]}"
+    )
