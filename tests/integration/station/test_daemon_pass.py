@@ -59,7 +59,9 @@ def _close_logs() -> Iterator[None]:
         os.close(_FDS.pop())
 
 
-def _start_rig(tmp: Path) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
+def _start_rig(
+    tmp: Path, config: Path = RIG_CONFIG
+) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
     urls = tmp / "urls.json"
     anchor = time.time() + 2.0
     clock = f"epoch={parse_time(START_UTC)},anchor={anchor},rate={RATE}"
@@ -69,7 +71,7 @@ def _start_rig(tmp: Path) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
             "-m",
             "sim_hardware",
             "--config",
-            str(RIG_CONFIG),
+            str(config),
             "--urls-json",
             str(urls),
             "--clock",
@@ -291,3 +293,67 @@ async def _until(cond: Any, timeout_s: float, tmp: Path) -> None:
     pytest.fail(
         f"condition not reached in {timeout_s} s: {(tmp / 'daemon.err').read_text()[-3000:]}"
     )
+
+
+#: clock seconds after START_UTC: the waveplate hangs early in the track, the mount later
+FAULTS = """
+[[faults]]
+device = "delingha.hwp"
+kind = "hang"
+at_s = 290.0
+duration_s = 30.0
+
+[[faults]]
+device = "delingha.mount"
+kind = "hang"
+at_s = 380.0
+duration_s = 60.0
+"""
+
+
+@pytest.mark.mosquitto
+async def test_watchdogs_degrade_on_the_waveplate_and_fault_on_the_mount(
+    mosquitto: Broker, tmp_path: Path
+) -> None:
+    """Policy [watchdog] hwp = "degrade": alarm, the pass goes on; mount = "safe": the pass
+    is aborted, the mount parked once it answers again, the station FAULT until reset."""
+    config = tmp_path / "rig.toml"
+    config.write_text(RIG_CONFIG.read_text() + FAULTS)
+    rig, _ = _start_rig(tmp_path, config)
+    daemon = _start_daemon(tmp_path, mosquitto)
+    seen: list[tuple[str, dict[str, Any]]] = []
+    done = asyncio.Event()
+    watcher = asyncio.create_task(_collect(mosquitto, seen, done))
+    try:
+        broker = BrokerConfig(port=mosquitto.port)
+        async with Requester(broker, SystemClock(), client_id="operator-test") as req:
+            await _until(lambda: _summary(seen) == "STANDBY", 10.0, tmp_path)
+            schedule = await req.send(STATION, "get_schedule")
+            assert schedule[-1].result is not None
+            aos = schedule[-1].result["passes"][0]["aos_utc"]
+            assert (await req.send(STATION, "schedule_pass", {"aos_utc": aos}))[
+                -1
+            ].ack is Ack.COMPLETE
+            assert (await req.send(STATION, "enable"))[-1].ack is Ack.COMPLETE
+            await asyncio.wait_for(done.wait(), WALL_BOUND_S)
+            await _until(lambda: _summary(seen) == "FAULT", 20.0, tmp_path)
+            refused = await req.send(STATION, "enable")
+            assert refused[-1].ack is Ack.FAILED
+            reset = await req.send(STATION, "reset", timeout_s=30.0)
+            assert reset[-1].ack is Ack.COMPLETE, reset[-1].reason
+            await _until(lambda: _summary(seen) == "STANDBY", 10.0, tmp_path)
+    finally:
+        watcher.cancel()
+        await asyncio.gather(watcher, return_exceptions=True)
+        stop_process(daemon)
+        stop_process(rig)
+
+    alarms = [b for t, b in seen if t == "event/alarm"]
+    assert any(a["kind"] == "hwp" for a in alarms), alarms
+    summary = next(b for t, b in seen if t == "event/pass_complete")
+    assert summary["outcome"] == "aborted", summary
+    assert "device error" in summary["reason"]
+    assert summary["bundle_status"] == "aborted"
+    states = _pass_states(seen)
+    assert "TRACK" in states
+    assert states[-3:] == ["ABORT", "STOW", "IDLE"]
