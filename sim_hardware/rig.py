@@ -3,12 +3,15 @@
 A rig config (``configs/rig/*.toml``) has:
 
 - ``[rig]``: ``seed``, ``rate`` (warp rate when no ``--clock`` is given), ``slice_s``.
-- ``[world]`` (+ the world's own sections): handed to ``sim_hardware.world`` when that package
-  is present; the world then generates each station's detections from the **actual** mount
-  pointing (:meth:`MountModel.position`) and HWP angle (:meth:`RotatorModel.angle`).
-  Without a world, each tagger falls back to ``poisson_rates`` (dark counts only).
-- ``[stations.<name>.mount]``, ``.hwp`` (ELL14 on a pty), optional ``.smc100`` and
-  ``.timetagger`` (IDQ on zmq): per-device settings, ports 0 = any free port.
+- the world (optional): ``[world]``, ``[satellite]``, ``[source]`` and one ``[[stations]]``
+  table per station (:mod:`sim_hardware.world.config`). The world then generates each
+  station's detections from the **actual** mount pointing (:meth:`MountModel.position_at`
+  the middle of each event slice) and HWP angle (:meth:`RotatorModel.angle`). Without a
+  world, each tagger emits ``poisson_rates`` (dark counts only).
+- ``[devices.<station>.mount]``, ``.hwp`` (ELL14 on a pty), optional ``.smc100`` and
+  ``.timetagger`` (IDQ on zmq): per-device settings, ports 0 = any free port. With a world,
+  the device stations must be the world's stations, and a tagger needs at least as many
+  inputs as the highest channel the world uses (h/v/d/a and pps, e.g. 8).
 - ``[[faults]]``: ``device = "<station>.<mount|hwp|smc100|timetagger>"``, ``kind`` (a
   :class:`FaultKind` value), ``at_s`` (clock seconds after the clock epoch), optional
   ``duration_s`` and parameters ``delay_s``, ``channel``, ``jump_ps``, ``code``.
@@ -19,10 +22,10 @@ plant; ``"_clock"`` carries the shared :class:`~drivers.clock.WarpSpec`.
 
 from __future__ import annotations
 
-import importlib
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, Protocol
 
 from drivers.clock import WarpClock
 from drivers.config import Table
@@ -30,7 +33,13 @@ from drivers.datatypes import AltAz, AxisLimits, MountLimits
 from drivers.errors import ConfigError
 from sim_hardware.devices.mount import MountModel
 from sim_hardware.devices.rotator import RotatorModel
-from sim_hardware.devices.timetagger import EventSource, PoissonSource, TimeTaggerModel
+from sim_hardware.devices.timetagger import (
+    Channels,
+    EventSource,
+    PoissonSource,
+    Times,
+    TimeTaggerModel,
+)
 from sim_hardware.faults import FaultInjector, FaultKind
 from sim_hardware.servers.elliptec import ElliptecBus, ElliptecDevice
 from sim_hardware.servers.idq import IdqServer
@@ -38,26 +47,44 @@ from sim_hardware.servers.lx200 import Lx200Server, serve_lx200
 from sim_hardware.servers.pty import PtyServer
 from sim_hardware.servers.rotctld import RotctldServer, serve_rotctld
 from sim_hardware.servers.smc100 import SMC100Controller, SMC100Line
+from sim_hardware.world import World, load_world_config
 
 log = logging.getLogger(__name__)
 
 DEVICES = ("mount", "hwp", "smc100", "timetagger")
 FAULT_PARAMS = ("delay_s", "channel", "jump_ps", "code")
+#: The rig clock must stay this close to the world's tagger epoch (int64 ps: ±106 days).
+MAX_EPOCH_DISTANCE_DAYS = 100.0
+
+
+class Pointing(Protocol):
+    """Where a mount pointed at a (recent past) clock time: :meth:`MountModel.position_at`."""
+
+    def position_at(self, t: float) -> AltAz: ...
+
+
+class Waveplate(Protocol):
+    """A waveplate's true angle now: :meth:`RotatorModel.angle`."""
+
+    def angle(self) -> float: ...
 
 
 class WorldSource:
-    """An :class:`EventSource` reading the world with the station's actual device state."""
+    """An :class:`EventSource` reading the world with the station's actual device state.
 
-    def __init__(
-        self, world: Any, station: str, mount: MountModel, hwp: RotatorModel | None
-    ) -> None:
+    The pointing is the mount's true position (axis position plus servo jitter) in the
+    middle of the slice, wherever the mount has gone since (slices are cut after their end,
+    and later still under back-pressure). The HWP angle is its reading at generation time
+    (the plate turns at most ~0.5 deg/s while compensating, sin² of that lag is negligible).
+    """
+
+    def __init__(self, world: World, station: str, mount: Pointing, hwp: Waveplate | None) -> None:
         self.world, self.station, self.mount, self.hwp = world, station, mount, hwp
 
-    def events(self, t0: float, t1: float) -> Any:
+    def events(self, t0: float, t1: float) -> tuple[Times, Channels]:
         hwp = self.hwp.angle() if self.hwp is not None else 0.0
-        return self.world.detections(
-            self.station, t0, t1, pointing=self.mount.position(), hwp_deg=hwp
-        )
+        pointing = self.mount.position_at(0.5 * (t0 + t1))
+        return self.world.detections(self.station, t0, t1, pointing=pointing, hwp_deg=hwp)
 
 
 @dataclass
@@ -93,31 +120,45 @@ class Rig:
         self.world = self._load_world()
         self.stations: list[StationPlant] = []
 
-    def _load_world(self) -> Any:
+    def _load_world(self) -> World | None:
         if "world" not in self.config:
             return None
-        try:
-            module = importlib.import_module("sim_hardware.world")
-            load, world_class = module.load_world_config, module.World
-        except (ImportError, AttributeError) as exc:
+        return World(load_world_config(self.config), seed=self.seed)
+
+    def _check_world(self, names: list[str]) -> None:
+        """With a world: same stations, and the clock near the tagger epoch."""
+        world = self.world
+        if world is None:
+            return
+        if sorted(names) != sorted(world.station_names):
+            raise self.config.error(
+                "devices",
+                f"device stations {sorted(names)} must be the world's [[stations]] "
+                f"{sorted(world.station_names)}",
+            )
+        epoch = world.config.tagger_epoch
+        days = abs(self.clock.now() - epoch) / 86400.0
+        if days > MAX_EPOCH_DISTANCE_DAYS:
+            now = datetime.fromtimestamp(self.clock.now(), UTC).isoformat(timespec="seconds")
             raise ConfigError(
-                f"the config has a [world] but sim_hardware.world cannot be loaded ({exc})",
+                f"the rig clock is at {now}, {days:.0f} days from the tagger epoch; event "
+                f"times (int64 ps) cover ±106 days: start the clock near the world "
+                f"(--start, --clock or [world] start_utc) or move tagger_epoch_utc",
                 source=self.config.source,
-                key="world",
-            ) from None
-        return world_class(load(self.config), seed=self.seed)
+                key="world.tagger_epoch_utc",
+            )
 
     async def start(self) -> None:
         """Start every station's emulators (on failure, stop what was started)."""
-        stations = self.config.table("stations")
-        names = list(stations.keys())
+        devices = self.config.table("devices")
+        names = list(devices.keys())
         if not names:
-            raise stations.error("stations", "no stations configured")
+            raise self.config.error("devices", "no stations configured ([devices.<station>.*])")
+        self._check_world(names)
         try:
             for i, name in enumerate(names):
-                plant = await self._start_station(name, stations.table(name), i)
-                self.stations.append(plant)
-            stations.finish()
+                await self._start_station(name, devices.table(name), i)
+            devices.finish()
             self._schedule_faults()
         except BaseException:
             await self.close()
@@ -162,6 +203,7 @@ class Rig:
         rotctld_port = m.integer("rotctld_port", 0, min=0, max=65535)
         m.finish()
         plant = StationPlant(name, faults, mount)
+        self.stations.append(plant)  # registered first: close() stops a half-started station
         if "rotctld" in protocols:
             rot: RotctldServer = await serve_rotctld(mount, port=rotctld_port)
             plant.closers.append(rot)
@@ -220,18 +262,31 @@ class Rig:
 
     async def _start_tagger(self, plant: StationPlant, t: Table, seed: int) -> None:
         n = t.integer("channels", 4, min=1, max=64)
-        rates = t.numbers("poisson_rates", [100.0] * n)
-        if len(rates) != n or any(r < 0 for r in rates):
-            raise t.error("poisson_rates", f"expected {n} rates >= 0 (one per channel)")
         scpi_port = t.integer("scpi_port", 0, min=0, max=65535)
         dlt_port = t.integer("dlt_port", 0, min=0, max=65535)
-        t.finish()
         source: EventSource
         if self.world is not None:
+            if "poisson_rates" in t:
+                raise t.error("poisson_rates", "only used without a [world] (dark counts)")
+            st = next(s for s in self.world.config.stations if s.name == plant.name)
+            ch = st.channels
+            used = {"h": ch.h, "v": ch.v, "d": ch.d, "a": ch.a}
+            if st.pps_channel is not None:
+                used["pps"] = st.pps_channel
+            if max(used.values()) > n or min(used.values()) < 1:
+                raise t.error(
+                    "channels",
+                    f"the world's {plant.name} uses inputs {used} (tagger inputs are 1-based); "
+                    f"expected channels >= {max(used.values())}, got {n}",
+                )
             source = WorldSource(self.world, plant.name, plant.mount, plant.hwp)
         else:
+            rates = t.numbers("poisson_rates", [100.0] * n)
+            if len(rates) != n or any(r < 0 for r in rates):
+                raise t.error("poisson_rates", f"expected {n} rates >= 0 (one per channel)")
             rate_map = {i + 1: r for i, r in enumerate(rates)}
             source = PoissonSource(rate_map, origin=self.clock.epoch, seed=seed)
+        t.finish()
         faults = plant.faults["timetagger"]
         model = TimeTaggerModel(
             self.clock, source, n_channels=n, faults=faults, name=f"{plant.name}.timetagger"

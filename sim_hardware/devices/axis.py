@@ -7,18 +7,26 @@ velocity (decelerating first if the axis moves away from the new target), so the
 continuous, as on a real servo. After a move ends the axis rings down for ``settle_s`` (a
 damped overshoot, as a servo loop settles) before it counts as stopped.
 
+Replanning keeps the superseded plans (the last :data:`PLAN_HISTORY`), so the position at a
+recent *past* time is exact even after later commands (:meth:`AxisMotion.actual` at t < now):
+the physics world asks where the mount pointed in the middle of an event slice it generates
+after the fact, possibly late under back-pressure.
+
 Units: degrees, seconds (clock time), deg/s, deg/s².
 """
 
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass
 
 #: Overshoot of the ring-down per deg/s of speed before the final deceleration (deg per deg/s).
 SETTLE_OVERSHOOT_S = 0.002
 #: The ring-down amplitude never exceeds this (deg).
 SETTLE_OVERSHOOT_MAX_DEG = 0.005
+#: Superseded plans kept for evaluating past times (a 10 Hz command stream: 100 clock s).
+PLAN_HISTORY = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +48,32 @@ class Segment:
         return self.t0 + self.duration
 
 
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """The motion installed at ``t_start``: segments, then rest at ``rest`` with a ring-down."""
+
+    t_start: float
+    segments: tuple[Segment, ...]
+    rest: float
+    t_end: float  #: clock time the last segment ends
+    overshoot: float  #: signed ring-down amplitude after t_end (deg)
+
+    def at(self, t: float) -> tuple[float, float]:
+        for seg in self.segments:
+            if t < seg.t_end:
+                return seg.at(t)
+        return self.rest, 0.0
+
+    def actual(self, t: float, settle_s: float) -> float:
+        p, _ = self.at(t)
+        dt = t - self.t_end
+        if self.overshoot and 0.0 <= dt < settle_s:
+            tau = settle_s / 4.0
+            period = settle_s / 2.0
+            p += self.overshoot * math.exp(-dt / tau) * math.sin(2.0 * math.pi * dt / period)
+        return p
+
+
 class AxisMotion:
     """Position and velocity of one axis as a function of clock time.
 
@@ -56,38 +90,37 @@ class AxisMotion:
         self.max_speed = max_speed
         self.max_accel = max_accel
         self.settle_s = max(0.0, settle_s)
-        self._segments: list[Segment] = []
-        self._rest = position  #: where the axis ends up
-        self._t_end = -math.inf  #: clock time the last segment ends
-        self._overshoot = 0.0  #: signed ring-down amplitude after _t_end (deg)
+        self._plan = _Plan(-math.inf, (), position, -math.inf, 0.0)
+        self._past: deque[_Plan] = deque(maxlen=PLAN_HISTORY)
         self.target = position
 
     # ------------------------------------------------------------------ evaluation
 
+    def _plan_at(self, t: float) -> _Plan:
+        """The plan that was in force at ``t`` (the oldest kept one if ``t`` is older)."""
+        if t >= self._plan.t_start or not self._past:
+            return self._plan
+        for plan in reversed(self._past):
+            if t >= plan.t_start:
+                return plan
+        return self._past[0]
+
     def at(self, t: float) -> tuple[float, float]:
         """Commanded-profile position (deg) and velocity (deg/s) at clock time ``t``."""
-        for seg in self._segments:
-            if t < seg.t_end:
-                return seg.at(t)
-        return self._rest, 0.0
+        return self._plan_at(t).at(t)
 
     def actual(self, t: float) -> float:
         """Axis position at ``t`` including the settling ring-down (deg)."""
-        p, _ = self.at(t)
-        dt = t - self._t_end
-        if self._overshoot and 0.0 <= dt < self.settle_s:
-            tau = self.settle_s / 4.0
-            period = self.settle_s / 2.0
-            p += self._overshoot * math.exp(-dt / tau) * math.sin(2.0 * math.pi * dt / period)
-        return p
+        return self._plan_at(t).actual(t, self.settle_s)
 
     def moving_at(self, t: float) -> bool:
         """True while on a profile or ringing down."""
-        return t < self._t_end + (self.settle_s if self._overshoot else 0.0)
+        plan = self._plan_at(t)
+        return t < plan.t_end + (self.settle_s if plan.overshoot else 0.0)
 
     def end_time(self) -> float:
         """Clock time the axis comes to rest and has settled."""
-        return self._t_end + (self.settle_s if self._overshoot else 0.0)
+        return self._plan.t_end + (self.settle_s if self._plan.overshoot else 0.0)
 
     # ------------------------------------------------------------------ planning
 
@@ -95,6 +128,7 @@ class AxisMotion:
         """Plan a move from the state at ``t`` to rest at ``target`` (speed capped at ``speed``)."""
         vmax = self.max_speed if speed is None else min(max(speed, 1e-9), self.max_speed)
         a = self.max_accel
+        t_cmd = t
         p, v = self.at(t)
         segments: list[Segment] = []
         d = target - p
@@ -111,6 +145,7 @@ class AxisMotion:
             direction = 1.0 if d >= 0 else -1.0
         dist = abs(d)
         v0 = abs(v)
+        overshoot = 0.0
         if dist > 1e-12:
             v_peak = min(vmax, math.sqrt(a * dist + v0 * v0 / 2.0))
             t1 = (v_peak - v0) / a
@@ -124,32 +159,32 @@ class AxisMotion:
                 s2.t_end, t3, p + direction * (dist - d3), direction * v_peak, -direction * a
             )
             segments += [s for s in (s1, s2, s3) if s.duration > 0]
-            self._overshoot = direction * min(SETTLE_OVERSHOOT_MAX_DEG, SETTLE_OVERSHOOT_S * v_peak)
-        else:
-            self._overshoot = 0.0
-        self._install(segments, target, t)
+            overshoot = direction * min(SETTLE_OVERSHOOT_MAX_DEG, SETTLE_OVERSHOOT_S * v_peak)
+        self._install(t_cmd, segments, target, t, overshoot)
 
     def stop(self, t: float) -> None:
         """Decelerate at the acceleration limit from the state at ``t`` to rest."""
         p, v = self.at(t)
         if v == 0.0:
-            self.target = self._rest
+            self.target = self._plan.rest
             return
         brake = Segment(t, abs(v) / self.max_accel, p, v, -math.copysign(self.max_accel, v))
-        self._overshoot = 0.0
-        self._install([brake], brake.at(brake.t_end)[0], t)
+        self._install(t, [brake], brake.at(brake.t_end)[0], t, 0.0)
 
     def hold(self, t: float) -> None:
         """Stop dead at the position of ``t`` (a stalled motor: no deceleration ramp)."""
         p = self.actual(t)
-        self._segments = []
-        self._rest = p
-        self.target = p
-        self._t_end = t
-        self._overshoot = 0.0
+        self._install(t, [], p, t, 0.0)
 
-    def _install(self, segments: list[Segment], rest: float, t: float) -> None:
-        self._segments = segments
-        self._rest = rest
+    def _install(
+        self, t: float, segments: list[Segment], rest: float, t_idle: float, overshoot: float
+    ) -> None:
+        """Make a new plan current from ``t`` (the old one is kept for past times)."""
+        self._past.append(self._plan)
+        # A plan installed at an earlier time than the current one (a late watchdog or stall
+        # evaluation) supersedes the plans that started after it.
+        while self._past and self._past[-1].t_start > t:
+            self._past.pop()
+        t_end = segments[-1].t_end if segments else t_idle
+        self._plan = _Plan(t, tuple(segments), rest, t_end, overshoot)
         self.target = rest
-        self._t_end = segments[-1].t_end if segments else t

@@ -8,7 +8,8 @@ What a real mount controller does, as seen from its front-ends (rotctld, LX200):
   :class:`LimitViolation` and nothing moves (azimuth may run past 0..360 within the cable wrap,
   e.g. -270..270; elevation up to 90, or 180 on an over-the-top mount);
 - encoder quantization (what the protocols report) and a small seeded servo jitter on the
-  true pointing (what the physics world uses for the pointing loss);
+  true pointing (what the physics world uses for the pointing loss, also at past instants:
+  :meth:`MountModel.position_at`);
 - park and home positions, stop, jog (constant-speed move towards a limit);
 - a program-track watchdog: once set-position commands arrive as a stream (three or more,
   each within ``watchdog_s`` of the previous), a gap longer than ``watchdog_s`` stops the axes,
@@ -173,6 +174,19 @@ class MountModel:
         axis = self._axis_position(now)
         jaz, jel = self._jitter_at(now)
         return AltAz(axis.az_deg + jaz, axis.el_deg + jel)
+
+    def position_at(self, t: float) -> AltAz:
+        """True pointing (deg) at clock time ``t`` <= now (later times are taken as now).
+
+        Exact for the recent past even if commands arrived since (the axes keep their
+        superseded plans, :data:`~sim_hardware.devices.axis.PLAN_HISTORY` of them): the
+        physics world asks for the pointing in the middle of each event slice it generates,
+        which under back-pressure can be well after the slice.
+        """
+        now = self._update()
+        t = min(t, now)
+        jaz, jel = self._jitter_at(t)
+        return AltAz(self._az.actual(t) + jaz, self._el.actual(t) + jel)
 
     def encoder_position(self) -> AltAz:
         """Encoder reading (deg): the axis position quantized to the encoder resolution."""

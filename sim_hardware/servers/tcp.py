@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 
 #: Wall seconds between checks for a ``disconnect`` fault becoming active.
 DISCONNECT_POLL_WALL_S = 0.05
+#: Wall seconds close() waits for each connection task to finish after cancelling it.
+CLOSE_WALL_S = 2.0
 
 
 class TcpServer:
@@ -60,6 +62,7 @@ class TcpServer:
         self._connections: set[asyncio.Task[None]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
         self._watcher: asyncio.Task[None] | None = None
+        self._closing = False
 
     @property
     def port(self) -> int:
@@ -109,7 +112,12 @@ class TcpServer:
         try:
             await self._handler(reader, replies)
         except asyncio.CancelledError:
-            raise
+            if not self._closing:
+                raise
+            # Cancelled by close(): end the connection task normally. asyncio (3.11) calls
+            # task.exception() on a finished client_connected_cb task, which for a cancelled
+            # task raises and logs a CancelledError traceback for every open connection.
+            task.uncancel()
         except (ConnectionError, asyncio.IncompleteReadError):
             log.debug("%s: connection from %s dropped", self.name, peer)
         except Exception:
@@ -127,6 +135,7 @@ class TcpServer:
         if self._server is None:
             return
         server, self._server = self._server, None
+        self._closing = True
         server.close()
         if self._watcher is not None:
             self._watcher.cancel()
@@ -136,8 +145,8 @@ class TcpServer:
         for task in list(self._connections):
             task.cancel()
         for task in list(self._connections):
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(task, CLOSE_WALL_S)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(server.wait_closed(), 2.0)
         log.info("%s closed port %d", self.name, self._port)

@@ -35,7 +35,7 @@ class StationClock:
         self._offset_ps = cfg.offset_ns * 1e3
         self._freq = cfg.frequency_ppb * 1e-9
         self._sigma_ps = cfg.random_walk_ps_per_sqrt_s
-        self._walk_blocks: list[F64] = []  # cumulative W at grid steps, per block
+        self._walk: F64 = np.zeros(1)  # W at grid seconds 0, 1, 2, ... (grown in blocks)
 
     def error_ps(self, since_epoch_s: F64) -> F64:
         """reading - true time (ps) at times ``since_epoch_s`` seconds after the epoch."""
@@ -46,14 +46,23 @@ class StationClock:
         return out
 
     def _walk_ps(self, s: F64) -> F64:
-        hi = float(np.max(s))
-        need = max(0, math.floor(hi) + 2)
-        while len(self._walk_blocks) * _BLOCK < need:
-            b = len(self._walk_blocks)
+        x = np.maximum(s, 0.0)
+        j_lo, j_hi = math.floor(float(np.min(x))), math.floor(float(np.max(x)))
+        need = j_hi + 2
+        while len(self._walk) < need:  # block by block: the values never depend on order
+            b = (len(self._walk) - 1) // _BLOCK
             steps = generator(self._seed, Stream.CLOCK, self._station, b).standard_normal(_BLOCK)
-            start = 0.0 if b == 0 else float(self._walk_blocks[-1][-1])
-            self._walk_blocks.append(start + self._sigma_ps * np.cumsum(steps))
-        walk = np.concatenate([np.zeros(1), *self._walk_blocks])  # W at grid 0, 1, 2, ...
-        grid = np.arange(walk.size, dtype=np.float64)
-        out: F64 = np.interp(np.maximum(s, 0.0), grid, walk)
+            grown = float(self._walk[-1]) + self._sigma_ps * np.cumsum(steps)
+            self._walk = np.concatenate([self._walk, grown])  # W at grid 0, 1, 2, ...
+        # Linear between grid seconds, one formula for every path (so results do not
+        # depend on how a stream is cut into calls); a call window inside one grid second
+        # (the usual case) needs no per-event lookup.
+        walk = self._walk
+        if j_lo == j_hi:
+            w0, w1 = float(walk[j_lo]), float(walk[j_lo + 1])
+            out: F64 = w0 + (w1 - w0) * (x - j_lo)
+            return out
+        j = np.floor(x).astype(np.intp)
+        w0a, w1a = walk[j], walk[j + 1]
+        out = w0a + (w1a - w0a) * (x - j)
         return out

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from drivers.config import Table
 from drivers.datatypes import ChannelMap
 from drivers.errors import ConfigError
+from sim_hardware.world.refraction import standard_pressure_hpa, standard_temperature_c
 
 ATTITUDE_LAWS = ("target_pointing", "nadir")
 OPTICAL_TRAINS = ("none", "nasmyth", "coude")
@@ -108,6 +109,10 @@ class StationConfig:
     #: sigma of ln(scintillation factor), unit-mean lognormal, one draw per 10 ms slice
     scintillation_sigma_ln: float = 0.2
     min_elevation_deg: float = 10.0
+    #: site weather for the refraction of the line of sight (hPa, °C); None: the standard
+    #: atmosphere at ``altitude_m`` (:mod:`sim_hardware.world.refraction`); pressure 0: vacuum
+    pressure_hpa: float | None = None
+    temperature_c: float | None = None
     analyzer: str = "passive"
     optical_train: str = "none"
     #: HWP reading at which the plate's fast axis really is at 0 (a calibration offset, deg)
@@ -117,6 +122,20 @@ class StationConfig:
     detectors: DetectorConfig = field(default_factory=DetectorConfig)
     clock: ClockConfig = field(default_factory=ClockConfig)
     background: BackgroundConfig = field(default_factory=BackgroundConfig)
+
+    def weather(self) -> tuple[float, float]:
+        """Pressure (hPa) and temperature (°C) used for refraction (defaults resolved)."""
+        p = (
+            standard_pressure_hpa(self.altitude_m)
+            if self.pressure_hpa is None
+            else self.pressure_hpa
+        )
+        t = (
+            standard_temperature_c(self.altitude_m)
+            if self.temperature_c is None
+            else self.temperature_c
+        )
+        return p, t
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,11 +322,12 @@ def _station(t: Table) -> StationConfig:
     if obscuration >= aperture:
         raise t.error("obscuration_m", f"must be smaller than aperture_m ({aperture:g} m)")
     channels, pps_channel = _channels(t)
+    altitude = t.number("altitude_m", 0.0, min=-500, max=9000)
     station = StationConfig(
         name=name,
         latitude_deg=t.number("latitude_deg", min=-90, max=90),
         longitude_deg=t.number("longitude_deg", min=-180, max=360),
-        altitude_m=t.number("altitude_m", 0.0, min=-500, max=9000),
+        altitude_m=altitude,
         aperture_m=aperture,
         obscuration_m=obscuration,
         fov_half_angle_deg=t.number("fov_half_angle_deg", 0.1, min=1e-5, max=10),
@@ -315,6 +335,8 @@ def _station(t: Table) -> StationConfig:
         optics_loss_db=t.number("optics_loss_db", 14.6, min=0, max=60),
         scintillation_sigma_ln=t.number("scintillation_sigma_ln", 0.2, min=0, max=2),
         min_elevation_deg=t.number("min_elevation_deg", 10.0, min=-5, max=89),
+        pressure_hpa=t.number("pressure_hpa", standard_pressure_hpa(altitude), min=0, max=1100),
+        temperature_c=t.number("temperature_c", standard_temperature_c(altitude), min=-80, max=60),
         analyzer=t.choice("analyzer", ANALYZERS, "passive"),
         optical_train=t.choice("optical_train", OPTICAL_TRAINS, "none"),
         hwp_zero_deg=t.number("hwp_zero_deg", 0.0, min=-180, max=180),

@@ -12,8 +12,12 @@ and interpolated:
 - θ (polarization frame rotation) by Catmull-Rom cubic on the unwrapped angle; measured
   error < 1e-3 deg in the same test (θ moves at most ~1 deg/s near culmination).
 
-The line of sight is geometric (no refraction, no light-time or aberration correction: the
-apparent direction differs by ≲ 0.002 deg, far inside the receiver field of view). Light
+Two directions are kept apart: :meth:`StationGeometry.az_el_range` is *geometric* (what the
+link budget's air mass and the visibility threshold use), :meth:`StationGeometry.apparent_az_el`
+adds atmospheric refraction (:mod:`sim_hardware.world.refraction`, with the station's
+pressure and temperature): that is where a telescope must point, so the world measures the
+mount's pointing error against it. Light-time and aberration corrections of the direction are
+not applied (≲ 0.002 deg, far inside the receiver field of view). Light
 time for a photon *emitted* at t: τ = |r_sta(t + τ) - r_sat(t)|/c in the GCRS (station
 velocity included, two fixed-point iterations, sub-ps).
 """
@@ -30,6 +34,7 @@ from skyfield.api import EarthSatellite, wgs84
 
 from sim_hardware.world.config import SatelliteConfig, SourceConfig, StationConfig
 from sim_hardware.world.polframe import apply_optical_train, frame_rotation_deg
+from sim_hardware.world.refraction import refraction_deg
 from sim_hardware.world.sky import Sky, posix_to_time
 
 F64 = npt.NDArray[np.float64]
@@ -63,6 +68,12 @@ class GeometryBlock:
         j = np.clip(np.floor(rel).astype(np.intp), 0, len(self.tof) - 2)
         return j, rel - j
 
+    def cell_scalar(self, t: float) -> tuple[int, float]:
+        """:meth:`cell` for one time, in plain floats (the per-call hot path)."""
+        rel = t - (self.start - 1)
+        j = min(max(math.floor(rel), 0), len(self.tof) - 2)
+        return j, rel - j
+
 
 class StationGeometry:
     """Cached, interpolated geometry of the satellite as seen from one station."""
@@ -81,6 +92,7 @@ class StationGeometry:
         self._sat_cfg = sat_cfg
         self._source = source
         self._topos = wgs84.latlon(station.latitude_deg, station.longitude_deg, station.altitude_m)
+        self._pressure_hpa, self._temperature_c = station.weather()
         self._blocks: dict[int, GeometryBlock] = {}
 
     # ------------------------------------------------------------------ blocks
@@ -153,23 +165,38 @@ class StationGeometry:
 
     # ------------------------------------------------------------------ interpolation
 
+    def _neu_scalar(self, t: float) -> tuple[float, float, float]:
+        blk = self.block(t)
+        j, s = blk.cell_scalar(t)
+        out = []
+        for i in range(3):
+            p0, p1 = float(blk.neu[i, j]), float(blk.neu[i, j + 1])
+            m0, m1 = float(blk.neu_vel[i, j]), float(blk.neu_vel[i, j + 1])
+            c = 3.0 * (p1 - p0) - 2.0 * m0 - m1
+            d = 2.0 * (p0 - p1) + m0 + m1
+            out.append(p0 + s * (m0 + s * (c + s * d)))
+        return out[0], out[1], out[2]
+
     def neu(self, t: float) -> F64:
         """Satellite minus station, north/east/up metres, at POSIX ``t`` (Hermite)."""
-        blk = self.block(t)
-        j, s = blk.cell(np.array([t]))
-        p = [
-            hermite_coefficients(
-                blk.neu[i, j], blk.neu[i, j + 1], blk.neu_vel[i, j], blk.neu_vel[i, j + 1]
-            )
-            for i in range(3)
-        ]
-        return np.array([a + s * (b + s * (c + s * d)) for a, b, c, d in p])[:, 0]
+        return np.array(self._neu_scalar(t))
 
     def az_el_range(self, t: float) -> tuple[float, float, float]:
         """Geometric azimuth, elevation (deg) and slant range (m) at POSIX ``t``."""
-        v = self.neu(t)
-        az, el = _az_el(v[:, None])
-        return float(az[0]), float(el[0]), float(np.linalg.norm(v))
+        north, east, up = self._neu_scalar(t)
+        az = math.degrees(math.atan2(east, north)) % 360.0
+        horizontal = math.hypot(north, east)
+        el = math.degrees(math.atan2(up, horizontal))
+        return az, el, math.hypot(horizontal, up)
+
+    def refraction_deg(self, el_deg: float) -> float:
+        """Refraction (deg) at geometric elevation ``el_deg`` for this station's weather."""
+        return refraction_deg(el_deg, self._pressure_hpa, self._temperature_c)
+
+    def apparent_az_el(self, t: float) -> tuple[float, float]:
+        """Apparent (refracted) azimuth and elevation (deg) at POSIX ``t``."""
+        az, el, _ = self.az_el_range(t)
+        return az, el + self.refraction_deg(el)
 
     def tof_cubic(self, t0: float) -> tuple[float, float, float, float]:
         """Light time τ(t0 + u) = c0 + c1 u + c2 u² + c3 u³ (u in s) around emission ``t0``.
@@ -178,8 +205,7 @@ class StationGeometry:
         straddle one).
         """
         blk = self.block(t0)
-        j_arr, s_arr = blk.cell(np.array([t0]))
-        j, s0 = int(j_arr[0]), float(s_arr[0])
+        j, s0 = blk.cell_scalar(t0)
         a, b, c, d = (
             float(x)
             for x in hermite_coefficients(
@@ -200,8 +226,7 @@ class StationGeometry:
     def theta_deg(self, t: float) -> float:
         """Frame rotation θ (deg, folded into (-90, 90]) at POSIX ``t`` (Catmull-Rom)."""
         blk = self.block(t)
-        j_arr, s_arr = blk.cell(np.array([t]))
-        j, s = int(j_arr[0]), float(s_arr[0])
+        j, s = blk.cell_scalar(t)
         j = min(max(j, 1), len(blk.theta) - 3)
         p0, p1, p2, p3 = blk.theta[j - 1 : j + 3]
         value = 0.5 * (

@@ -6,10 +6,10 @@ Per link (reference/physics.md §4), as factors of transmittance (not dB):
   aperture (outer radius a, obscuration radius b): η = exp(-2b²/w²) - exp(-2a²/w²);
 - atmosphere: 10^(-A_z·m(ε)/10) with the Kasten-Young air mass m(ε);
 - satellite pointing jitter σ per axis: ⟨η⟩ = 1/(1 + 4σ²/θ_h²);
-- receiver coupling from the *actual* mount pointing error e against the true line of sight:
-  exp(-2e²/θ_fov²) (θ_fov the receiver field-of-view half-angle). With the default 0.1 deg a
-  mount tracking within 0.005 deg keeps 99.5 %, the 0.01 deg rotctld resolution 98 %, and a
-  0.1 deg offset leaves exp(-2) = 13.5 %;
+- receiver coupling from the *actual* mount pointing error e against the apparent
+  (refracted) line of sight: exp(-2e²/θ_fov²) (θ_fov the receiver field-of-view
+  half-angle). With the default 0.1 deg a mount tracking within 0.005 deg keeps 99.5 %, the
+  0.01 deg rotctld resolution 98 %, and a 0.1 deg offset leaves exp(-2) = 13.5 %;
 - scintillation: unit-mean lognormal factor, exp(σ·N - σ²/2);
 - fixed optics loss (dB) and the detector efficiency (applied per channel elsewhere).
 """
@@ -62,7 +62,10 @@ def link_efficiency(
     station: StationConfig,
 ) -> float:
     """Mean transmittance from the source to the detector inputs, before pointing coupling,
-    scintillation and detector efficiency (all pointing-independent, deterministic factors)."""
+    scintillation and detector efficiency (all pointing-independent, deterministic factors).
+
+    ``el_deg`` is the geometric elevation (Kasten-Young's air mass takes the true altitude).
+    """
     if el_deg < station.min_elevation_deg:
         return 0.0
     return float(

@@ -85,6 +85,7 @@ class StationController:
         self._run_task: asyncio.Task[PassOutcome] | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self._wake = asyncio.Event()
+        self._schedule_lock = asyncio.Lock()
         self._stop = asyncio.Event()
         self.alarms: deque[dict[str, Any]] = deque(maxlen=100)
         self.completed: list[dict[str, Any]] = []
@@ -203,7 +204,7 @@ class StationController:
         while not self._stop.is_set():
             now = self.clock.now()
             try:
-                await asyncio.to_thread(self.schedule.refresh, now)
+                await self._fresh_schedule()
             except ValueError as exc:
                 await self.alarm("schedule", f"pass prediction failed: {exc}", level="error")
             if self.summary is SummaryState.ENABLED and self._run_task is None:
@@ -214,6 +215,12 @@ class StationController:
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.clock.to_wall(1.0))
+
+    async def _fresh_schedule(self) -> Schedule:
+        """The schedule, predicted now if it has not been yet (cheap when it has)."""
+        async with self._schedule_lock:  # one prediction at a time (it runs in a thread)
+            await asyncio.to_thread(self.schedule.refresh, self.clock.now())
+        return self.schedule
 
     def _schedule_json(self) -> list[dict[str, Any]]:
         return self.schedule.to_json(self.clock.now())
@@ -360,7 +367,8 @@ class StationController:
 
     async def _cmd_schedule_pass(self, cmd: Command, ctx: CommandContext) -> dict[str, Any]:
         try:
-            entry = self.schedule.book(self._time(cmd.args["aos_utc"], "aos_utc"))
+            schedule = await self._fresh_schedule()
+            entry = schedule.book(self._time(cmd.args["aos_utc"], "aos_utc"))
         except ScheduleError as exc:
             raise CommandRejected(str(exc)) from None
         self._wake.set()
@@ -368,7 +376,8 @@ class StationController:
 
     async def _cmd_cancel_pass(self, cmd: Command, ctx: CommandContext) -> dict[str, Any]:
         try:
-            entry = self.schedule.cancel(self._time(cmd.args["aos_utc"], "aos_utc"))
+            schedule = await self._fresh_schedule()
+            entry = schedule.cancel(self._time(cmd.args["aos_utc"], "aos_utc"))
         except ScheduleError as exc:
             raise CommandRejected(str(exc)) from None
         return entry.to_json()
@@ -378,13 +387,15 @@ class StationController:
         end = self._time(cmd.args["end_utc"], "end_utc")
         campaign = {"id": cmd.args["campaign"], "peer": cmd.args.get("peer")}
         try:
-            entry = self.schedule.book_window(start, end, campaign)
+            schedule = await self._fresh_schedule()
+            entry = schedule.book_window(start, end, campaign)
         except ScheduleError as exc:
             raise CommandRejected(str(exc)) from None
         self._wake.set()
         return entry.to_json()
 
     async def _cmd_get_schedule(self, cmd: Command, ctx: CommandContext) -> dict[str, Any]:
+        await self._fresh_schedule()
         return {
             "summary": self.summary.value,
             "pass_state": self.machine.state.value,

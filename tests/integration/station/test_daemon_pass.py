@@ -13,12 +13,14 @@ emulated tagger says it streamed, and `qgs bundle verify` passes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -154,145 +156,142 @@ async def _collect(
                 done.set()
 
 
-@pytest.mark.mosquitto
-async def test_daemon_executes_a_warped_pass(mosquitto: Broker, tmp_path: Path) -> None:
-    rig, urls = _start_rig(tmp_path)
-    daemon = _start_daemon(tmp_path, mosquitto)
-    seen: list[tuple[str, dict[str, Any]]] = []
-    done = asyncio.Event()
-    watcher = asyncio.create_task(_collect(mosquitto, seen, done))
+@dataclass
+class Session:
+    """A running rig + daemon, an operator's requester and every message the station sent."""
+
+    tmp: Path
+    req: Requester
+    urls: dict[str, Any]
+    seen: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def summary(self) -> str | None:
+        states = [b.get("summary") for t, b in self.seen if t == "status"]
+        return states[-1] if states else None
+
+    def pass_states(self) -> list[str]:
+        return [str(b["to"]) for t, b in self.seen if t == "event/pass_state"]
+
+    def pass_complete(self) -> dict[str, Any]:
+        return next(b for t, b in self.seen if t == "event/pass_complete")
+
+    async def until(self, cond: Any, timeout_s: float) -> None:
+        for _ in range(int(timeout_s / 0.1)):
+            if cond():
+                return
+            await asyncio.sleep(0.1)
+        log = (self.tmp / "daemon.err").read_text()[-3000:]
+        pytest.fail(f"condition not reached in {timeout_s} s: {log}")
+
+    async def book_first_pass_and_enable(self) -> None:
+        schedule = await self.req.send(STATION, "get_schedule")
+        assert schedule[-1].result is not None
+        passes = schedule[-1].result["passes"]
+        assert passes, "the daemon predicted no pass from the shipped 2021 TLE"
+        booked = await self.req.send(STATION, "schedule_pass", {"aos_utc": passes[0]["aos_utc"]})
+        assert [r.ack for r in booked] == [Ack.ACK, Ack.COMPLETE]
+        assert (await self.req.send(STATION, "enable"))[-1].ack is Ack.COMPLETE
+
+
+@contextlib.asynccontextmanager
+async def station_session(
+    broker: Broker, tmp: Path, rig_config: Path = RIG_CONFIG
+) -> AsyncIterator[Session]:
+    """Rig and daemon processes (stopped by PID), watched until the daemon is STANDBY."""
+    rig, urls = _start_rig(tmp, rig_config)
+    daemon = _start_daemon(tmp, broker)
     try:
-        config = BrokerConfig(port=mosquitto.port)
-        async with Requester(config, SystemClock(), client_id="operator-test") as req:
-            await _until(lambda: _summary(seen) == "STANDBY", 10.0, tmp_path)
-
-            # a bad command: FAILED with a reason, nothing moves
-            before = await req.send(STATION, "get_schedule")
-            bad = await req.send(STATION, "goto", {"az_deg": 10.0, "el_deg": 300.0})
-            assert bad[-1].ack is Ack.FAILED
-            assert bad[-1].reason is not None
-            assert "el_deg" in bad[-1].reason
-            unknown = await req.send(STATION, "launch_missiles")
-            assert unknown[-1].ack is Ack.FAILED
-            assert "unknown command" in (unknown[-1].reason or "")
-            wrong_state = await req.send(STATION, "standby")
-            assert wrong_state[-1].ack is Ack.FAILED
-            assert "STANDBY" in (wrong_state[-1].reason or "")
-            after = await req.send(STATION, "get_schedule")
-            assert before[-1].result is not None
-            assert after[-1].result is not None
-            assert after[-1].result["summary"] == before[-1].result["summary"] == "STANDBY"
-            assert after[-1].result["pass_state"] == "IDLE"
-
-            # book the Delingha pass of the common window and enable the station
-            passes = after[-1].result["passes"]
-            assert passes, "the daemon predicted no pass from the shipped 2021 TLE"
-            first = passes[0]
-            booked = await req.send(STATION, "schedule_pass", {"aos_utc": first["aos_utc"]})
-            assert [r.ack for r in booked] == [Ack.ACK, Ack.COMPLETE]
-            enabled = await req.send(STATION, "enable")
-            assert enabled[-1].ack is Ack.COMPLETE
-
-            await asyncio.wait_for(done.wait(), WALL_BOUND_S)
-            streamed = await _tagger_streamed(urls[STATION]["timetagger"])
+        async with Requester(
+            BrokerConfig(port=broker.port), SystemClock(), client_id="operator-test"
+        ) as req:
+            session = Session(tmp, req, urls)
+            watcher = asyncio.create_task(_collect(broker, session.seen, session.done))
+            try:
+                await session.until(lambda: session.summary() == "STANDBY", 10.0)
+                yield session
+            finally:
+                watcher.cancel()
+                await asyncio.gather(watcher, return_exceptions=True)
     finally:
-        watcher.cancel()
-        await asyncio.gather(watcher, return_exceptions=True)
         stop_process(daemon)
         stop_process(rig)
 
-    log = (tmp_path / "daemon.err").read_text()
-    states = _pass_states(seen)
-    assert states[:5] == ["PREPOSITION", "WAIT_AOS", "TRACK", "STOW", "IDLE"], (states, log[-3000:])
-    summary = next(b for t, b in seen if t == "event/pass_complete")
-    assert summary["outcome"] == "complete", summary
-    assert summary["bundle_status"] == "complete"
-    assert summary["events"] > 0
-    assert summary["events"] == streamed, "recorded events differ from what the tagger streamed"
 
-    # pointing and waveplate telemetry flowed; the HWP followed the frame rotation
-    assert any(t == "telemetry/pointing" for t, _ in seen)
-    assert any(t == "telemetry/rates" for t, _ in seen)
-    bundle = Path(summary["bundle"])
-    rows = (bundle / "waveplate.csv").read_text().splitlines()[1:]
-    commanded = {round(float(r.split(",")[2]), 1) for r in rows}
-    assert len(commanded) > 5, "the HWP was not driven along the frame rotation"
-
+def _verify(bundle: str) -> None:
     verify = subprocess.run(
-        [sys.executable, "-m", "station.cli", "bundle", "verify", str(bundle)],
+        [sys.executable, "-m", "station.cli", "bundle", "verify", bundle],
         capture_output=True,
         timeout=60,
         cwd=ROOT,
     )
     assert verify.returncode == 0, verify.stdout.decode() + verify.stderr.decode()
+
+
+@pytest.mark.mosquitto
+async def test_daemon_executes_a_warped_pass(mosquitto: Broker, tmp_path: Path) -> None:
+    async with station_session(mosquitto, tmp_path) as st:
+        req = st.req
+        # bad commands: FAILED with a reason, nothing changes
+        before = await req.send(STATION, "get_schedule")
+        bad = await req.send(STATION, "goto", {"az_deg": 10.0, "el_deg": 300.0})
+        assert bad[-1].ack is Ack.FAILED
+        assert "el_deg" in (bad[-1].reason or "")
+        unknown = await req.send(STATION, "launch_missiles")
+        assert unknown[-1].ack is Ack.FAILED
+        assert "unknown command" in (unknown[-1].reason or "")
+        wrong_state = await req.send(STATION, "standby")
+        assert wrong_state[-1].ack is Ack.FAILED
+        assert "STANDBY" in (wrong_state[-1].reason or "")
+        after = await req.send(STATION, "get_schedule")
+        assert before[-1].result is not None
+        assert after[-1].result is not None
+        assert after[-1].result["summary"] == before[-1].result["summary"] == "STANDBY"
+        assert after[-1].result["pass_state"] == "IDLE"
+
+        await st.book_first_pass_and_enable()
+        await asyncio.wait_for(st.done.wait(), WALL_BOUND_S)
+        streamed = await _tagger_streamed(st.urls[STATION]["timetagger"])
+
+    states = st.pass_states()
+    assert states[:5] == ["PREPOSITION", "WAIT_AOS", "TRACK", "STOW", "IDLE"], states
+    summary = st.pass_complete()
+    assert summary["outcome"] == "complete", summary
+    assert summary["bundle_status"] == "complete"
+    assert summary["events"] > 0
+    assert summary["events"] == streamed, "recorded events differ from what the tagger sent"
+
+    # pointing and rate telemetry flowed; the HWP followed the frame rotation
+    assert any(t == "telemetry/pointing" for t, _ in st.seen)
+    assert any(t == "telemetry/rates" for t, _ in st.seen)
+    rows = (Path(summary["bundle"]) / "waveplate.csv").read_text().splitlines()[1:]
+    commanded = {round(float(r.split(",")[2]), 1) for r in rows}
+    assert len(commanded) > 5, "the HWP was not driven along the frame rotation"
+    _verify(summary["bundle"])
 
 
 @pytest.mark.mosquitto
 async def test_abort_mid_pass_stows_and_keeps_the_recording(
     mosquitto: Broker, tmp_path: Path
 ) -> None:
-    rig, _ = _start_rig(tmp_path)
-    daemon = _start_daemon(tmp_path, mosquitto)
-    seen: list[tuple[str, dict[str, Any]]] = []
-    done = asyncio.Event()
-    watcher = asyncio.create_task(_collect(mosquitto, seen, done))
-    try:
-        config = BrokerConfig(port=mosquitto.port)
-        async with Requester(config, SystemClock(), client_id="operator-test") as req:
-            await _until(lambda: _summary(seen) == "STANDBY", 10.0, tmp_path)
-            nothing = await req.send(STATION, "abort")
-            assert nothing[-1].ack is Ack.FAILED
-            assert "no pass" in (nothing[-1].reason or "")
-            schedule = await req.send(STATION, "get_schedule")
-            assert schedule[-1].result is not None
-            aos = schedule[-1].result["passes"][0]["aos_utc"]
-            assert (await req.send(STATION, "schedule_pass", {"aos_utc": aos}))[
-                -1
-            ].ack is Ack.COMPLETE
-            assert (await req.send(STATION, "enable"))[-1].ack is Ack.COMPLETE
-            await _until(lambda: "TRACK" in _pass_states(seen), 40.0, tmp_path)
-            await asyncio.sleep(1.0)  # record a little
-            aborted = await req.send(STATION, "abort", timeout_s=30.0)
-            assert [r.ack for r in aborted] == [Ack.ACK, Ack.INPROGRESS, Ack.COMPLETE], aborted
-            assert aborted[-1].result == {"outcome": "aborted", "pass_state": "IDLE"}
-            await asyncio.wait_for(done.wait(), 10.0)
-    finally:
-        watcher.cancel()
-        await asyncio.gather(watcher, return_exceptions=True)
-        stop_process(daemon)
-        stop_process(rig)
+    async with station_session(mosquitto, tmp_path) as st:
+        nothing = await st.req.send(STATION, "abort")
+        assert nothing[-1].ack is Ack.FAILED
+        assert "no pass" in (nothing[-1].reason or "")
+        await st.book_first_pass_and_enable()
+        await st.until(lambda: "TRACK" in st.pass_states(), 40.0)
+        await asyncio.sleep(1.0)  # record a little
+        aborted = await st.req.send(STATION, "abort", timeout_s=30.0)
+        assert [r.ack for r in aborted] == [Ack.ACK, Ack.INPROGRESS, Ack.COMPLETE], aborted
+        assert aborted[-1].result == {"outcome": "aborted", "pass_state": "IDLE"}
+        await asyncio.wait_for(st.done.wait(), 10.0)
 
-    assert _pass_states(seen)[-3:] == ["ABORT", "STOW", "IDLE"]
-    summary = next(b for t, b in seen if t == "event/pass_complete")
+    assert st.pass_states()[-3:] == ["ABORT", "STOW", "IDLE"]
+    summary = st.pass_complete()
     assert summary["outcome"] == "aborted"
     assert summary["bundle_status"] == "aborted"
     assert summary["events"] > 0
-    verify = subprocess.run(
-        [sys.executable, "-m", "station.cli", "bundle", "verify", summary["bundle"]],
-        capture_output=True,
-        timeout=60,
-        cwd=ROOT,
-    )
-    assert verify.returncode == 0, verify.stdout.decode() + verify.stderr.decode()
-
-
-def _summary(seen: list[tuple[str, dict[str, Any]]]) -> str | None:
-    states = [b.get("summary") for t, b in seen if t == "status"]
-    return states[-1] if states else None
-
-
-def _pass_states(seen: list[tuple[str, dict[str, Any]]]) -> list[str]:
-    return [str(b["to"]) for t, b in seen if t == "event/pass_state"]
-
-
-async def _until(cond: Any, timeout_s: float, tmp: Path) -> None:
-    for _ in range(int(timeout_s / 0.1)):
-        if cond():
-            return
-        await asyncio.sleep(0.1)
-    pytest.fail(
-        f"condition not reached in {timeout_s} s: {(tmp / 'daemon.err').read_text()[-3000:]}"
-    )
+    _verify(summary["bundle"])
 
 
 #: clock seconds after START_UTC: the waveplate hangs early in the track, the mount later
@@ -319,41 +318,22 @@ async def test_watchdogs_degrade_on_the_waveplate_and_fault_on_the_mount(
     is aborted, the mount parked once it answers again, the station FAULT until reset."""
     config = tmp_path / "rig.toml"
     config.write_text(RIG_CONFIG.read_text() + FAULTS)
-    rig, _ = _start_rig(tmp_path, config)
-    daemon = _start_daemon(tmp_path, mosquitto)
-    seen: list[tuple[str, dict[str, Any]]] = []
-    done = asyncio.Event()
-    watcher = asyncio.create_task(_collect(mosquitto, seen, done))
-    try:
-        broker = BrokerConfig(port=mosquitto.port)
-        async with Requester(broker, SystemClock(), client_id="operator-test") as req:
-            await _until(lambda: _summary(seen) == "STANDBY", 10.0, tmp_path)
-            schedule = await req.send(STATION, "get_schedule")
-            assert schedule[-1].result is not None
-            aos = schedule[-1].result["passes"][0]["aos_utc"]
-            assert (await req.send(STATION, "schedule_pass", {"aos_utc": aos}))[
-                -1
-            ].ack is Ack.COMPLETE
-            assert (await req.send(STATION, "enable"))[-1].ack is Ack.COMPLETE
-            await asyncio.wait_for(done.wait(), WALL_BOUND_S)
-            await _until(lambda: _summary(seen) == "FAULT", 20.0, tmp_path)
-            refused = await req.send(STATION, "enable")
-            assert refused[-1].ack is Ack.FAILED
-            reset = await req.send(STATION, "reset", timeout_s=30.0)
-            assert reset[-1].ack is Ack.COMPLETE, reset[-1].reason
-            await _until(lambda: _summary(seen) == "STANDBY", 10.0, tmp_path)
-    finally:
-        watcher.cancel()
-        await asyncio.gather(watcher, return_exceptions=True)
-        stop_process(daemon)
-        stop_process(rig)
+    async with station_session(mosquitto, tmp_path, config) as st:
+        await st.book_first_pass_and_enable()
+        await asyncio.wait_for(st.done.wait(), WALL_BOUND_S)
+        await st.until(lambda: st.summary() == "FAULT", 20.0)
+        refused = await st.req.send(STATION, "enable")
+        assert refused[-1].ack is Ack.FAILED
+        reset = await st.req.send(STATION, "reset", timeout_s=30.0)
+        assert reset[-1].ack is Ack.COMPLETE, reset[-1].reason
+        await st.until(lambda: st.summary() == "STANDBY", 10.0)
 
-    alarms = [b for t, b in seen if t == "event/alarm"]
+    alarms = [b for t, b in st.seen if t == "event/alarm"]
     assert any(a["kind"] == "hwp" for a in alarms), alarms
-    summary = next(b for t, b in seen if t == "event/pass_complete")
+    summary = st.pass_complete()
     assert summary["outcome"] == "aborted", summary
     assert "device error" in summary["reason"]
     assert summary["bundle_status"] == "aborted"
-    states = _pass_states(seen)
+    states = st.pass_states()
     assert "TRACK" in states
     assert states[-3:] == ["ABORT", "STOW", "IDLE"]

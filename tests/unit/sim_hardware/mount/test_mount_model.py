@@ -226,3 +226,29 @@ def test_jog_stops_at_the_limit() -> None:
 def test_park_outside_limits_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match=r"park position: elevation -5\.0000 deg is outside"):
         MountModel(SteppedClock(), LIMITS, park=AltAz(0.0, -5.0))
+
+
+def test_position_at_past_times_survives_later_commands() -> None:
+    """The world asks where the mount pointed in the middle of a slice generated later
+    (after newer commands): the superseded plans still answer for their own time."""
+    clock = SteppedClock()
+    model, _ = make(clock, jitter=0.001, seed=3)
+    model.command(AltAz(10.0, 20.0))
+    recorded = []
+    for _ in range(40):  # a 10 Hz command stream that keeps retargeting
+        clock.t += 0.1
+        recorded.append((clock.t, model.position()))
+        model.command(AltAz(10.0 + 0.5 * (clock.t - 1000.0), 20.0 + 0.2 * (clock.t - 1000.0)))
+    clock.t += 0.05
+    model.stop()
+    clock.t += 3.0
+    for t, then in recorded:
+        again = model.position_at(t)
+        assert again.az_deg == pytest.approx(then.az_deg, abs=1e-12)
+        assert again.el_deg == pytest.approx(then.el_deg, abs=1e-12)
+    # Between two commands, too: the plan in force at that time, not the current one.
+    t_mid = recorded[10][0] + 0.05
+    assert model.position_at(t_mid).separation_deg(model.position()) > 1.0
+    # Times in the future are taken as now; before the first command: the park position.
+    assert model.position_at(clock.t + 100.0) == model.position()
+    assert model.position_at(999.0).separation_deg(AltAz(0.0, 0.0)) < 0.01

@@ -20,6 +20,7 @@ from drivers.clock import WarpSpec
 
 ROOT = Path(__file__).resolve().parents[4]
 CONFIG = ROOT / "configs" / "rig" / "delingha_lijiang.toml"
+PASS_START = 1619716680.0  # 2021-04-29T17:18:00Z, the config's [world] start_utc
 
 
 def start_rig(*args: str) -> subprocess.Popen[str]:
@@ -74,7 +75,7 @@ def serial_query(path: str, request: bytes, bound: float = 5.0) -> bytes:
 
 def test_rig_serves_every_device_and_stops_cleanly(tmp_path: Path) -> None:
     urls_file = tmp_path / "urls.json"
-    spec = WarpSpec(epoch=1_750_000_000.0, anchor=time.time(), rate=10.0)
+    spec = WarpSpec(epoch=PASS_START, anchor=time.time(), rate=10.0)
     proc = start_rig(
         "--config", str(CONFIG), "--urls-json", str(urls_file), "--clock", spec.to_string()
     )
@@ -126,7 +127,7 @@ def test_rig_serves_every_device_and_stops_cleanly(tmp_path: Path) -> None:
 
 def test_config_error_is_one_line_exit_2(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
-    bad.write_text("[rig]\nseed = 1\nbogus = 2\n[stations.x.mount]\n")
+    bad.write_text("[rig]\nseed = 1\nbogus = 2\n[devices.x.mount]\n")
     proc = start_rig("--config", str(bad))
     try:
         _, err = proc.communicate(timeout=30)
@@ -147,9 +148,7 @@ def test_missing_file_and_bad_fault_device(tmp_path: Path) -> None:
     finally:
         stop(proc)
     cfg = tmp_path / "faults.toml"
-    cfg.write_text(
-        '[stations.a.mount]\n[[faults]]\ndevice = "b.mount"\nkind = "hang"\nat_s = 1.0\n'
-    )
+    cfg.write_text('[devices.a.mount]\n[[faults]]\ndevice = "b.mount"\nkind = "hang"\nat_s = 1.0\n')
     proc = start_rig("--config", str(cfg))
     try:
         _, err = proc.communicate(timeout=30)

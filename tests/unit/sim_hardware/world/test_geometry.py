@@ -23,7 +23,7 @@ def test_interpolation_error(example: WorldConfig, t_pass: float) -> None:
         t = t_pass + dt
         tt = posix_to_time(sky.ts, t)
         alt, az, dist = (sat - geo._topos).at(tt).altaz()
-        los = world.line_of_sight("delingha", t)
+        los = world.geometric_line_of_sight("delingha", t)
         assert los.el_deg == pytest.approx(alt.degrees, abs=1e-6)
         assert los.az_deg == pytest.approx(az.degrees, abs=1e-6)
         assert world.truth("delingha", t)["range_m"] == pytest.approx(dist.m, abs=0.01)

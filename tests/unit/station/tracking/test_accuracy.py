@@ -39,7 +39,7 @@ HIGH = _tle(
 )
 
 SITES = {
-    "delingha": Site("delingha", 37.378999, 97.726947, 3153.0),
+    "delingha": Site("delingha", 37.379008, 97.726947, 3153.0),
     "lijiang": Site("lijiang", 26.693931, 100.029319, 3233.0),
     "nanshan": Site("nanshan", 43.475461, 87.176686, 2028.0),
     "teide": Site("teide", 28.3005, -16.5122, 2393.0),

@@ -186,7 +186,7 @@ def test_malformed_tle_impossible_site_and_impossible_limits(
     assert "line 3 column 69: checksum" in capsys.readouterr().err
     text = Path(DELINGHA).read_text().replace('"../satellites/micius.tle"', f'"{TLE}"')
     site = tmp_path / "site.toml"
-    site.write_text(text.replace("latitude_deg = 37.378999", "latitude_deg = 97.0"))
+    site.write_text(text.replace("latitude_deg = 37.379008", "latitude_deg = 97.0"))
     assert run(["passes", "--station", str(site), "--now", "epoch"]) == 2
     assert "site.latitude_deg: expected a number in [-90, 90]" in capsys.readouterr().err
     narrow = tmp_path / "narrow.toml"  # elevation axis cannot go below 60: whole pass excluded

@@ -53,7 +53,7 @@ def _write(tmp_path: Path, replace: tuple[str, str] | None = None, extra: str = 
     ("replace", "key", "message"),
     [
         (
-            ("latitude_deg = 37.378999", "latitude_deg = 123.0"),
+            ("latitude_deg = 37.379008", "latitude_deg = 123.0"),
             "site.latitude_deg",
             "expected a number in [-90, 90], got 123.0",
         ),
