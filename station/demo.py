@@ -168,7 +168,8 @@ def _report(controllers: list[StationController], out: Path) -> int:
         ok = ok and summary["outcome"] == "complete" and verdict == "OK"
         print(
             f"  {c.cfg.name:9s} {summary['outcome']:9s} events {summary['events'] or 0:>10,} "
-            f'max pointing error {summary["max_pointing_error_deg"] * 3600:7.1f}" '
+            f'pointing error median {(summary["median_pointing_error_deg"] or 0) * 3600:5.1f}" '
+            f'max {summary["max_pointing_error_deg"] * 3600:6.1f}" '
             f"alarms {len(c.alarms):3d}  bundle verify {verdict}",
             flush=True,
         )

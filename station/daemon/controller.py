@@ -21,6 +21,8 @@ from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
+
 from drivers.clock import Clock
 from drivers.datatypes import AltAz, AnalyzerMode
 from drivers.supervision import LinkState, SupervisorStatus
@@ -254,6 +256,9 @@ class StationController:
             "bundle_status": manifest.get("status"),
             "events": events.get("total") if isinstance(events, Mapping) else None,
             "max_pointing_error_deg": round(run.max_error_deg, 5),
+            "median_pointing_error_deg": round(float(np.median(run.errors_deg)), 5)
+            if run.errors_deg
+            else None,
             "level": "info" if outcome is PassOutcome.COMPLETE else "warning",
         }
         self.completed.append(summary)

@@ -113,6 +113,7 @@ class PassRun:
         self.telemetry: dict[str, Any] = {}
         self.pointing_samples: list[tuple[float, AltAz, float]] = []
         self.max_error_deg = 0.0
+        self.errors_deg: list[float] = []  #: every monitor sample (5 Hz: ~3000 per pass)
         self.abort_reason = "aborted by operator"
         self.safe_requested = False
         self.mount_lost = False
@@ -397,6 +398,7 @@ class PassRun:
             if len(self.pointing_samples) < 10_000:  # drained by the controller's telemetry
                 self.pointing_samples.append((now, actual, error))
             self.max_error_deg = max(self.max_error_deg, error)
+            self.errors_deg.append(error)
             if error <= tolerance:
                 out_since = None
                 in_since = now if in_since is None else in_since
