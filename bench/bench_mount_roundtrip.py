@@ -16,12 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import time
-from collections.abc import Awaitable, Callable
 
 import serial_asyncio_fast
 
-from bench.harness import Result, latency_stats
+from bench.harness import Result, latency_stats, round_trips
 from drivers.clock import SystemClock
 from drivers.datatypes import AltAz, AxisLimits, MountLimits
 from drivers.interfaces import Mount
@@ -30,22 +28,10 @@ from sim_hardware.devices.mount import MountModel
 from sim_hardware.servers.lx200 import serve_lx200
 from sim_hardware.servers.rotctld import serve_rotctld
 
-N = 500
-WARMUP = 30
 LIMITS = MountLimits(
     az=AxisLimits(-270.0, 270.0, max_speed_deg_s=6.0, max_accel_deg_s2=6.0),
     el=AxisLimits(5.0, 90.0, max_speed_deg_s=6.0, max_accel_deg_s2=6.0),
 )
-
-
-async def _time(op: Callable[[], Awaitable[object]]) -> list[float]:
-    samples: list[float] = []
-    for i in range(N + WARMUP):
-        t0 = time.perf_counter()
-        await op()
-        if i >= WARMUP:
-            samples.append(time.perf_counter() - t0)
-    return samples
 
 
 async def _driver_samples(url: str, clock: SystemClock) -> list[float]:
@@ -53,7 +39,7 @@ async def _driver_samples(url: str, clock: SystemClock) -> list[float]:
     assert isinstance(mount, Mount)
     await mount.connect()
     try:
-        return await _time(mount.position)
+        return await round_trips(mount.position)
     finally:
         await mount.close()
 
@@ -72,7 +58,7 @@ async def _rotctld() -> tuple[list[float], list[float]]:
             await asyncio.wait_for(reader.readuntil(b"\n"), 2.0)
 
         try:
-            baseline = await _time(raw)
+            baseline = await round_trips(raw)
         finally:
             writer.close()
     return candidate, baseline
@@ -95,7 +81,7 @@ async def _lx200() -> tuple[list[float], list[float]]:
             await asyncio.wait_for(reader.readuntil(b"#"), 2.0)
 
         try:
-            baseline = await _time(raw)
+            baseline = await round_trips(raw)
         finally:
             writer.close()
     finally:

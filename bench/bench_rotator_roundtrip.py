@@ -16,14 +16,12 @@ none). The emulator serves both in the same event loop, so its cost is common to
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Awaitable, Callable
 
 import pyvisa
 import serial_asyncio_fast
 from pyvisa.resources import MessageBasedResource
 
-from bench.harness import Result, latency_stats
+from bench.harness import Result, latency_stats, round_trips
 from drivers.clock import SystemClock
 from drivers.interfaces import Rotator
 from drivers.registry import open_device
@@ -32,26 +30,13 @@ from sim_hardware.servers.elliptec import ElliptecBus, ElliptecDevice
 from sim_hardware.servers.pty import PtyServer
 from sim_hardware.servers.smc100 import SMC100Controller, SMC100Line
 
-N = 500
-WARMUP = 30
-
-
-async def _time(op: Callable[[], Awaitable[object]]) -> list[float]:
-    samples: list[float] = []
-    for i in range(N + WARMUP):
-        t0 = time.perf_counter()
-        await op()
-        if i >= WARMUP:
-            samples.append(time.perf_counter() - t0)
-    return samples
-
 
 async def _driver_samples(url: str, clock: SystemClock) -> list[float]:
     rotator = open_device(url, clock)
     assert isinstance(rotator, Rotator)
     await rotator.connect()
     try:
-        return await _time(rotator.angle)
+        return await round_trips(rotator.angle)
     finally:
         await rotator.close()
 
@@ -70,7 +55,7 @@ async def _elliptec() -> tuple[list[float], list[float]]:
             await asyncio.wait_for(reader.readuntil(b"\n"), 2.0)
 
         try:
-            baseline = await _time(raw)
+            baseline = await round_trips(raw)
         finally:
             writer.close()
     return candidate, baseline
@@ -93,7 +78,7 @@ async def _smc100() -> tuple[list[float], list[float]]:
             await asyncio.to_thread(inst.query, "1TP")
 
         try:
-            baseline = await _time(raw)
+            baseline = await round_trips(raw)
         finally:
             inst.close()
             rm.close()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -67,3 +67,16 @@ def latency_stats(samples_s: list[float]) -> dict[str, float]:
     ordered = sorted(samples_s)
     p99 = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
     return {"median_ms": statistics.median(ordered) * 1e3, "p99_ms": p99 * 1e3, "n": len(ordered)}
+
+
+async def round_trips(
+    op: Callable[[], Awaitable[object]], *, n: int = 500, warmup: int = 30
+) -> list[float]:
+    """Wall seconds of ``n`` sequential awaits of ``op`` after ``warmup`` untimed ones."""
+    samples: list[float] = []
+    for i in range(n + warmup):
+        t0 = time.perf_counter()
+        await op()
+        if i >= warmup:
+            samples.append(time.perf_counter() - t0)
+    return samples
