@@ -73,9 +73,12 @@ class MonitorModel:
         elif kind == "telemetry" and rest:
             self._telemetry(view, rest[0], body)
         elif kind == "event" and rest:
+            # state changes and completed passes are "info": only warnings and errors alarm
             level = body.get("level", "info")
-            text = body.get("message") or body.get("reason") or ""
-            view.alarms.append(f"{rest[0]} [{level}] {text}".strip())
+            if level in ("warning", "error"):
+                text = body.get("message") or body.get("reason") or ""
+                label = body.get("kind") or rest[0]
+                view.alarms.append(f"{label} [{level}] {text}".strip())
 
     def _telemetry(self, view: StationView, stream: str, body: dict[str, Any]) -> None:
         seq = body.get("seq")

@@ -18,12 +18,14 @@ def test_status_pass_pointing_rates_and_alarms() -> None:
     msg(model, "qgs/v1/delingha/telemetry/pointing", {"seq": 0, "error_arcsec": [1.0, -4.5]})
     msg(model, "qgs/v1/delingha/telemetry/rates", {"seq": 0, "rates_hz": {"1": 1200.0}})
     msg(model, "qgs/v1/delingha/event/fault", {"level": "error", "message": "mount lost"})
+    msg(model, "qgs/v1/delingha/event/pass_state", {"from": "WAIT_AOS", "to": "TRACK"})
+    msg(model, "qgs/v1/delingha/event/alarm", {"kind": "hwp", "level": "warning", "message": "x"})
     view = model.stations["delingha"]
     assert (view.status, view.summary, view.session) == ("online", "ENABLED", 3)
     assert view.pass_state == "TRACK"
     assert view.pointing_error_arcsec == 4.5
     assert view.rates_hz == {"1": 1200.0}
-    assert list(view.alarms) == ["fault [error] mount lost"]
+    assert list(view.alarms) == ["fault [error] mount lost", "hwp [warning] x"]
 
 
 def test_stale_will_from_older_session_is_ignored() -> None:
