@@ -12,7 +12,7 @@ coupling (:class:`sim_hardware.rig.WorldSource`) and the tagger model:
    received by a raw zmq PAIR client.
 
 The world is the shipped rig config's, made bright enough to need the target rate (pair rate
-1e9/s, no fixed optics loss: ~24 M detections per second at Delingha, el ~45 deg); the mount
+1e9/s, no fixed optics loss: ~15 M detections per second at Delingha, el ~45 deg); the mount
 tracks perfectly (the pointing is the world's line of sight). Baseline in the same run: plain
 numpy generation of the same number of events, uniform int64 times + sort + channels. The
 issue's figure is absolute, so ``target_ratio`` is 20 M events/s divided by the baseline.

@@ -8,6 +8,10 @@ add sub-grid wiggles of order σ·√(1 s)/2; irrelevant against ns coincidence 
 before the epoch. Grid increments come from an RNG keyed by (seed, station, block of 4096
 steps), so W(t) is the same whatever order it is asked in. The map is strictly increasing
 for |f| < 1, so time order is preserved.
+
+:meth:`StationClock.readings_ps` maps whole event streams: within grid second j the error is
+affine in the exact integer offset into that second, so each event costs one multiply-add
+with coefficients that depend on j only (never on how the stream was cut into calls).
 """
 
 from __future__ import annotations
@@ -21,7 +25,9 @@ from sim_hardware.world.config import ClockConfig
 from sim_hardware.world.rng import Stream, generator
 
 F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
 _BLOCK = 4096
+_PS = 10**12
 
 
 class StationClock:
@@ -45,15 +51,54 @@ class StationClock:
         out: F64 = np.asarray(err, dtype=np.float64)
         return out
 
-    def _walk_ps(self, s: F64) -> F64:
-        x = np.maximum(s, 0.0)
-        j_lo, j_hi = math.floor(float(np.min(x))), math.floor(float(np.max(x)))
-        need = j_hi + 2
-        while len(self._walk) < need:  # block by block: the values never depend on order
+    def readings_ps(self, origin_ps: int, t_rel: I64) -> I64:
+        """Readings (ps since the epoch) at true times ``origin_ps + t_rel`` (ps since the
+        epoch): true time + rint(error). ``t_rel`` must be sorted ascending, |t_rel| < 2^52;
+        it is overwritten with the readings (one float temporary, no other array)."""
+        if t_rel.size == 0:
+            t_rel += origin_ps
+            return t_rel
+        j_lo = (origin_ps + int(t_rel[0])) // _PS
+        j_hi = (origin_ps + int(t_rel[-1])) // _PS
+        if self._sigma_ps > 0.0 and j_hi >= 0:
+            self._grow_walk(j_hi + 2)
+        seconds = np.arange(j_lo + 1, j_hi + 1, dtype=np.int64) * _PS - origin_ps
+        edges = [0, *np.searchsorted(t_rel, seconds).tolist(), t_rel.size]
+        for j, lo, hi in zip(range(j_lo, j_hi + 1), edges[:-1], edges[1:], strict=True):
+            if hi == lo:
+                continue
+            offset, slope = self._affine(j)
+            seg = t_rel[lo:hi]
+            # x = ps into second j: exact in float64 (both terms are integers < 2^53), so
+            # the error depends on the event's time only, never on the call's origin.
+            err = np.add(seg, float(origin_ps - j * _PS), dtype=np.float64)
+            err *= slope
+            err += offset
+            np.rint(err, out=err)
+            np.add(seg, err, out=seg, casting="unsafe")  # integers < 2^53: exact
+        t_rel += origin_ps
+        return t_rel
+
+    def _affine(self, j: int) -> tuple[float, float]:
+        """Error (ps) in grid second j as offset + slope·x, x = ps since the second began."""
+        w0 = w1 = 0.0
+        if self._sigma_ps > 0.0 and j >= 0:
+            w0, w1 = float(self._walk[j]), float(self._walk[j + 1])
+        offset = self._offset_ps + self._freq * (j * _PS) + w0
+        return offset, self._freq + (w1 - w0) / _PS
+
+    def _grow_walk(self, need: int) -> None:
+        """Extend W to grid seconds 0 .. need - 1, block by block (never order-dependent)."""
+        while len(self._walk) < need:
             b = (len(self._walk) - 1) // _BLOCK
             steps = generator(self._seed, Stream.CLOCK, self._station, b).standard_normal(_BLOCK)
             grown = float(self._walk[-1]) + self._sigma_ps * np.cumsum(steps)
             self._walk = np.concatenate([self._walk, grown])  # W at grid 0, 1, 2, ...
+
+    def _walk_ps(self, s: F64) -> F64:
+        x = np.maximum(s, 0.0)
+        j_lo, j_hi = math.floor(float(np.min(x))), math.floor(float(np.max(x)))
+        self._grow_walk(j_hi + 2)
         # Linear between grid seconds, one formula for every path (so results do not
         # depend on how a stream is cut into calls); a call window inside one grid second
         # (the usual case) needs no per-event lookup.

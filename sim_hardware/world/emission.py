@@ -9,11 +9,13 @@ streams), the pairs reaching
     B only ~ Poisson(R Δ p_B (1-p_A))
 
 are drawn directly; losses at A and B are independent, so this is exact. Each reaching
-pair carries 64 random bits per station: bit 0 = arm of the passive basis choice (0 H/V,
-1 D/A), bits 1-26 = outcome uniform, bits 27-52 = acceptance uniform (the station-local
-thinning by pointing coupling and per-channel efficiency / best efficiency). Common draws
-(counts, pairs reaching both, their bits for both stations) come from streams keyed by the
-slice only; "only" pairs from streams keyed by (slice, station).
+pair carries 64 random bits per station: bit 63 = arm of the passive basis choice (0 H/V,
+1 D/A), bits 37-62 = outcome uniform, bits 0-25 = acceptance uniform (the station-local
+thinning by pointing coupling and per-channel efficiency / best efficiency). With the arm
+and the top outcome bit on top, ``bits >> 62`` is the passive channel index 2·arm + minus
+at P(+) = 1/2 in one operation (see :func:`channel_index`). Common draws (counts, pairs
+reaching both, their bits for both stations) come from streams keyed by the slice only;
+"only" pairs from streams keyed by (slice, station).
 
 Polarization (Werner state of visibility V, body frame): the station listed first ("A")
 samples its outcome x_A = ±1 from its marginal (1/2); station B samples conditionally,
@@ -63,40 +65,55 @@ def draw_slice(
     lams = np.array([scale * p_a * p_b, scale * p_a * (1.0 - p_b), scale * p_b * (1.0 - p_a)])
     n_both, n_a, n_b = (int(n) for n in generator(seed, Stream.COUNTS, k).poisson(lams))
     n_only = n_a if station == 0 else n_b
-    if n_both:
-        g = generator(seed, Stream.PAIRS_BOTH, k)
-        t_both = g.random(n_both) * SLICE_S
-        bits_both = g.bit_generator.random_raw((2, n_both))
-    else:
-        t_both = np.empty(0)
-        bits_both = np.empty((2, 0), np.uint64)
+    n = n_both + n_only
+    t_emit = np.empty(n)
     if n_only:
         g = generator(seed, Stream.PAIRS_ONLY, k, station)
-        t_only = g.random(n_only) * SLICE_S
-        bits_only = g.bit_generator.random_raw(n_only)
+        g.random(out=t_emit[n_both:])
+        # Drawn n long so the both-pairs' bits can be written in front without another
+        # array; the first n_both words of this stream are never used.
+        bits = g.bit_generator.random_raw(n)
     else:
-        t_only = np.empty(0)
-        bits_only = np.empty(0, np.uint64)
-    return SliceDraws(
-        np.concatenate([t_both, t_only]),
-        np.concatenate([bits_both[station], bits_only]),
-        n_both,
-        bits_both[0],
-    )
+        bits = np.empty(n, np.uint64)
+    if n_both:
+        g = generator(seed, Stream.PAIRS_BOTH, k)
+        g.random(out=t_emit[:n_both])
+        bits_both = g.bit_generator.random_raw((2, n_both))
+        bits[:n_both] = bits_both[station]
+        first_bits = bits_both[0]
+    else:
+        first_bits = np.empty(0, np.uint64)
+    t_emit *= SLICE_S
+    return SliceDraws(t_emit, bits, n_both, first_bits)
+
+
+def channel_index(bits: U64, passive: bool) -> U64:
+    """Analyzer output index 2·arm + minus (passive) or minus (active), for P(+) = 1/2.
+
+    "minus" is outcome_uniform >= 1/2, i.e. the top bit of the outcome field: exact.
+    """
+    out: U64 = bits >> np.uint64(62)
+    if not passive:
+        out &= np.uint64(1)
+    return out
 
 
 def arm_of(bits: U64) -> npt.NDArray[np.uint8]:
     """Passive basis choice: 0 = H/V arm, 1 = D/A arm (50:50 beam splitter)."""
-    return (bits & np.uint64(1)).astype(np.uint8)
+    return (bits >> np.uint64(63)).astype(np.uint8)
 
 
 def outcome_uniform(bits: U64) -> F64:
-    out: F64 = ((bits >> np.uint64(1)) & _MASK26).astype(np.float64) * _SCALE26
+    out: F64 = ((bits >> np.uint64(37)) & _MASK26).astype(np.float64) * _SCALE26
     return out
 
 
-def accept_uniform(bits: U64) -> F64:
-    out: F64 = ((bits >> np.uint64(27)) & _MASK26).astype(np.float64) * _SCALE26
+def accept_field(bits: U64) -> U64:
+    """The acceptance uniform as a 26-bit integer x: uniform = x / 2^26.
+
+    ``uniform < a`` <=> ``x < ceil(a 2^26)`` exactly (x integer): compare integers.
+    """
+    out: U64 = bits & _MASK26
     return out
 
 
