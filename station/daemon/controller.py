@@ -413,11 +413,11 @@ class StationController:
         target = AltAz(cmd.args["az_deg"], cmd.args["el_deg"])
         now = self.clock.now()
         self.gate.check_target(target, now)  # LimitViolation -> FAILED with the numbers
-        here = await self.devices.mount.call(lambda m: m.position(), retries=1)
+        here = await self.devices.position()
         self.gate.check_slew(here, target, now)
         await ctx.in_progress(120.0)
         await self.devices.mount.call(lambda m: m.slew_to(target))
-        actual = await self.devices.mount.call(lambda m: m.position(), retries=1)
+        actual = await self.devices.position()
         return {"az_deg": actual.az_deg, "el_deg": actual.el_deg}
 
     async def _cmd_park(self, cmd: Command, ctx: CommandContext) -> dict[str, Any]:

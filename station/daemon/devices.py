@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from drivers.clock import Clock
+from drivers.datatypes import AltAz
 from drivers.errors import ConfigError, DeviceError, NotConnected
 from drivers.interfaces import Mount, Rotator, TimeTagger
 from drivers.polarization.analyzer import Analyzer
@@ -123,6 +124,10 @@ class StationDevices:
             elif isinstance(result, BaseException):
                 raise result
         return errors
+
+    async def position(self) -> AltAz:
+        """The mount's actual position (a read: retried once after a reconnect)."""
+        return await self.mount.call(lambda m: m.position(), retries=1)
 
     def usable(self, role: str) -> bool:
         """Whether ``role`` is configured and its link is not DEGRADED/FAILED/DISCONNECTED."""

@@ -115,7 +115,6 @@ class PassRun:
         self.max_error_deg = 0.0
         self.errors_deg: list[float] = []  #: every monitor sample (5 Hz: ~3000 per pass)
         self.abort_reason = "aborted by operator"
-        self.safe_requested = False
         self.mount_lost = False
         self.stow_failed = False
         self._last_hwp: float | None = None
@@ -156,7 +155,7 @@ class PassRun:
 
     async def _plan(self) -> PassPlan:
         """Plan from the mount's position; a pass already under way is joined late."""
-        here = await self.devices.mount.call(lambda m: m.position(), retries=1)
+        here = await self.devices.position()
         # AOS/LOS sit exactly on the horizon limit (found by bisection); plan EDGE_S inside
         # them so the end samples are not refused by the gate for a rounding error.
         p = self.entry.pass_
@@ -207,7 +206,7 @@ class PassRun:
         start = plan.pass_.aos_s - lead - plan.mount.preposition_slew_s
         if start > self.clock.now():
             await self.clock.sleep_until(start)
-        legs = self.slew_legs(await self._position(), target, self.clock.now())
+        legs = self.slew_legs(await self.devices.position(), target, self.clock.now())
         self.machine.to(PassState.PREPOSITION, self.clock.now(), f"slew to {target}")
         for leg in legs:
             await self.devices.mount.call(lambda m, leg=leg: m.slew_to(leg))  # type: ignore[misc]
@@ -267,7 +266,7 @@ class PassRun:
         try:
             with contextlib.suppress(DeviceError):
                 await self.devices.mount.call(lambda m: m.stop())
-            legs = self.slew_legs(await self._position(), park, self.clock.now())
+            legs = self.slew_legs(await self.devices.position(), park, self.clock.now())
             for leg in legs[:-1]:
                 await self.devices.mount.call(lambda m, leg=leg: m.slew_to(leg))  # type: ignore[misc]
             await self.devices.mount.call(lambda m: m.park(), retries=1)
@@ -278,9 +277,6 @@ class PassRun:
         self.machine.to(PassState.IDLE, self.clock.now(), "stowed")
 
     # ------------------------------------------------------------------ helpers
-
-    async def _position(self) -> AltAz:
-        return await self.devices.mount.call(lambda m: m.position(), retries=1)
 
     async def _open_bundle(self) -> BundleWriter | None:
         if self.devices.tagger is None:
@@ -388,7 +384,7 @@ class PassRun:
             await self.clock.sleep(period)
             now = self.clock.now()
             try:
-                actual = await self._position()
+                actual = await self.devices.position()
             except DeviceError:
                 continue  # the follow task owns mount failures
             target = traj.at(now)
