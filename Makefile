@@ -29,6 +29,7 @@ lint: setup
 	$(VENV)/bin/mypy drivers station sim_hardware bench
 
 bench: setup
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[bench]'
 	$(PY) -m bench
 
 clean:

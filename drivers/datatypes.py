@@ -217,7 +217,7 @@ class ChannelMap:
 
 # --------------------------------------------------------------------------- time tagging
 
-EVENT_TIME_DTYPE = np.dtype("<i8")  #: picoseconds since run start
+EVENT_TIME_DTYPE = np.dtype("<i8")  #: picoseconds on the time tagger's own timescale
 EVENT_CHANNEL_DTYPE = np.dtype("u1")
 
 
@@ -225,7 +225,7 @@ EVENT_CHANNEL_DTYPE = np.dtype("u1")
 class EventBlock:
     """A block of detection events in structure-of-arrays form.
 
-    ``t_ps`` are int64 picoseconds since the run start (never float64), non-decreasing
+    ``t_ps`` are int64 picoseconds on the tagger's timescale (never float64), non-decreasing
     within a block; ``channel`` the uint8 input channel of each event; ``seq`` the block
     sequence number, consecutive within a stream so that a gap is detectable.
     """

@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "station.demo",
     "station.tracking.commands",
     "station.recording.commands",
+    "station.analysis.commands",
     "station.daemon.commands",
     "station.rig_command",
     "station.devices_command",

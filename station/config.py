@@ -11,7 +11,7 @@ keys are errors. Sections (see configs/stations/delingha.toml for a commented ex
                     max_accel_deg_s2 (numbers, or [az, el] pairs), over_the_top,
                     keyhole_strategy ("flip" | "skip"), park_az_deg, park_el_deg
     [safety]        sun_radius_deg, sun_slew_margin_deg, moon_radius_deg
-    [polarization]  attitude_law, optical_train, hwp_offset_deg
+    [polarization]  attitude_law, optical_train, hwp_offset_deg, source_state
     [devices]       mount, hwp, timetagger (device URLs, optional)
     [tle]           path (file or catalog directory), norad_id, max_age_days
     [tracking]      rate_hz, tolerance_deg, servo, lead_s
@@ -35,6 +35,7 @@ from station.tracking.site import HorizonMask, Site
 
 ATTITUDE_LAWS = ("target_pointing", "nadir")
 OPTICAL_TRAINS = ("none", "nasmyth", "coude")
+SOURCE_STATES = ("psi+", "phi+")
 KEYHOLE_STRATEGIES = ("flip", "skip")
 SERVOS = ("goto", "program")
 
@@ -66,6 +67,9 @@ class PolarizationConfig:
     attitude_law: str = "target_pointing"
     optical_train: str = "none"
     hwp_offset_deg: float = 0.0
+    #: the satellite source's Bell state ("psi+" for Micius, physics.md): sets which outcomes
+    #: a basis should correlate; recorded in each bundle for the analysis
+    source_state: str = "psi+"
 
 
 @dataclass(frozen=True)
@@ -257,6 +261,7 @@ def _parse_polarization(t: Table) -> PolarizationConfig:
         attitude_law=t.choice("attitude_law", ATTITUDE_LAWS, "target_pointing"),
         optical_train=t.choice("optical_train", OPTICAL_TRAINS, "none"),
         hwp_offset_deg=t.number("hwp_offset_deg", 0.0, min=-180.0, max=180.0),
+        source_state=t.choice("source_state", SOURCE_STATES, "psi+"),
     )
     t.finish()
     return cfg

@@ -12,8 +12,9 @@ What runs (all on loopback, all stopped on exit):
    each (``book_window``) and both are ENABLED.
 
 Each station pre-positions, tracks, compensates its polarization frame, records, stows; the
-demo prints each pass summary and the ``bundle verify`` verdict. Bundles stay in
-``--out`` (default ``demo-output/``) for `qgs bundle export` and later analysis.
+demo prints each pass summary and the ``bundle verify`` verdict, then runs ``qgs analyze`` on
+the two bundles (clock offset, coincidences, QBER, key budget; JSON and a PNG report in
+``--out``). Bundles stay in ``--out`` (default ``demo-output/``).
 """
 
 from __future__ import annotations
@@ -177,7 +178,29 @@ def _report(controllers: list[StationController], out: Path) -> int:
         results[c.cfg.name] = {**summary, "verify": verdict, "alarms": list(c.alarms)}
     (out / "summary.json").write_text(json.dumps(results, indent=2))
     print(f"\nsummary: {out / 'summary.json'}", flush=True)
+    if ok:
+        ok = _analyze([str(results[name]["bundle"]) for name in STATIONS], out)
     return 0 if ok else 1
+
+
+def _analyze(bundles: list[str], out: Path) -> bool:
+    """`qgs analyze` on the two bundles: offset, coincidences, QBER (or S), key budget."""
+    from station.analysis.commands import main_analyze
+
+    print("\nanalysis (qgs analyze)", flush=True)
+    code = main_analyze(
+        [
+            *bundles,
+            "--json",
+            str(out / "analysis.json"),
+            "--report",
+            str(out / "report.png"),
+            "--force",
+        ]
+    )
+    if code == 0:
+        print(f"\nanalysis: {out / 'analysis.json'}\nreport:   {out / 'report.png'}", flush=True)
+    return code == 0
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,10 +1,12 @@
 """The station's polarization analyzer: a compensation half-wave plate plus the channel map.
 
-Physics (DESIGN.md, physics conventions): a half-wave plate at angle phi reflects linear
-polarization about its fast axis, alpha -> 2*phi - alpha, so turning the plate by phi rotates
-the polarization by 2*phi. Undoing a frame rotation theta therefore needs the plate at
-theta/2, plus the calibration offset that aligns the plate's fast axis with the analyzer's H,
-plus 11.25 deg in Bell mode on the station whose frame is turned by 22.5 deg.
+Physics (DESIGN.md, physics conventions): a half-wave plate at angle phi *reflects* linear
+polarization about its fast axis, alpha -> 2*phi - alpha (not a rotation). The station works
+out a compensation angle x from the geometry (station/tracking/polframe.py: x = theta for a
+tube-mounted analyzer, 2*rho - theta behind a mirror train) and the plate goes to x/2, plus the
+calibration offset that aligns the plate's fast axis with the analyzer's H, plus the Bell-mode
+offset (11.25 deg turns the analyzer's source-frame angles by 22.5 deg, in a direction set by
+the optics' parity).
 
 Periodicity: the plate is a disk whose fast axis is a line, so phi and phi + 180 deg are the
 same physical setting; the analyzer reduces the command modulo 180 and drives the mount to
@@ -37,7 +39,7 @@ HWP_PERIOD_DEG = 180.0  #: mechanical symmetry of a half-wave plate
 def hwp_command(
     frame_rotation_deg: float, *, offset_deg: float, mode: AnalyzerMode, bell_offset_deg: float
 ) -> float:
-    """Plate angle (deg, [0, 180)) that undoes a polarization frame rotation ``theta``."""
+    """Plate angle (deg, [0, 180)): half the compensation angle, plus the offsets."""
     extra = bell_offset_deg if mode is AnalyzerMode.BELL else 0.0
     angle = (frame_rotation_deg / 2.0 + offset_deg + extra) % HWP_PERIOD_DEG
     return 0.0 if angle >= HWP_PERIOD_DEG else angle
@@ -126,6 +128,11 @@ class Analyzer:
         self._last_frame_rotation = frame_rotation_deg
         self._last_position = target
         return target
+
+    async def home(self) -> None:
+        """Home the plate (its angles are counted from the home reference afterwards)."""
+        await self.hwp.home()
+        self._last_position = 0.0
 
     async def hwp_angle(self) -> float:
         """Measured angle of the compensation plate (deg, [0, 360))."""

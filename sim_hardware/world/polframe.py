@@ -14,16 +14,33 @@ Definitions (all vectors in one right-handed frame, e.g. the station's east-nort
   satellite) and U the local up, e_h = unit(u × U) (horizontal, the direction of increasing
   azimuth) and e_v = e_h × u (increasing elevation). (e_h, e_v, k) is right-handed like
   (x, y, z) of the body, so the map from body to station is a rotation, not a reflection.
-- θ = atan2(h·e_v, h·e_h), folded into (-90, 90] because polarization is an axis.
-- Optical train (image rotation between tube and analyzer): ``none`` θ; ``nasmyth`` θ + el
-  (analyzer on a platform that turns with azimuth only); ``coude`` θ + el - az (analyzer on
-  the ground). These signs are a convention of this module, stated so the station side can
-  be checked against it.
+- θ = atan2(h·e_v, h·e_h), folded into (-90, 90] because polarization is an axis. The
+  rotation from e_h to e_v is about e_h × e_v = -u = k: θ is right-handed about the
+  propagation direction, i.e. counter-clockwise for the receiver looking back at the source
+  (DESIGN.md, the one sign definition).
 
-Photon with body-frame polarization angle ψ arrives at angle ψ + θ; a half-wave plate read
-at φ (true axis φ - hwp_zero) turns it back by 2(φ - hwp_zero) (DESIGN.md convention), so
-an analyzer at β measures the body-frame angle β - θ + 2(φ - hwp_zero). Compensation is
-φ = θ/2 + hwp_zero; a residual δ = 2(φ - hwp_zero) - θ adds sin²δ to the error rate.
+Optics are reflections (Jones matrices of determinant -1 on linear polarization angles):
+
+- a half-wave plate whose fast axis is really at χ = φ - hwp_zero (φ its reading) maps
+  α → 2χ - α;
+- the optical train between tube and analyzer: ``none`` nothing (analyzer on the tube);
+  ``nasmyth`` (a fold mirror M3 on the elevation axis, analyzer on the azimuth platform) and
+  ``coude`` (fold mirrors down the axes, analyzer on the ground) an odd number of fold
+  reflections, net α → 2ρ - α with the mirror axis turning with the mount: 2ρ = el
+  (Nasmyth), el - az (Coudé). The sign of that turn belongs to the mirror layout; it is a
+  convention of this module, stated so the station side can be checked against it.
+
+A photon with source-frame angle ψ arrives at ψ + θ in the tube frame; through the train and
+the plate the analyzer's output at β passes it with probability cos²(out - β). Writing that
+as cos²(ψ - a) gives the source-frame angle ``a`` the output measures:
+
+- ``none``: out = 2χ - θ - ψ, so a = 2χ - θ - β: parity p = -1 (one reflection);
+- trains: out = 2χ - 2ρ + θ + ψ, so a = β - 2χ - (θ - 2ρ): parity p = +1 (two reflections).
+
+With Θ = θ (none) or θ - 2ρ (trains) — :func:`apply_optical_train` — both read
+a = p·(β - 2χ) - Θ, and the compensation that makes ``a`` constant is χ = -p·Θ/2 (θ/2
+without a train, ρ - θ/2 behind one), leaving a = p·β. A residual δ on the
+source-frame angle adds sin²δ to the error rate.
 """
 
 from __future__ import annotations
@@ -79,16 +96,31 @@ def frame_rotation_deg(
 
 
 def apply_optical_train(theta_deg: F64, az_deg: F64, el_deg: F64, train: str) -> F64:
-    """Add the image rotation of the telescope's optical train (convention in module doc)."""
+    """Θ: θ (no train) or θ - 2ρ behind the train's net mirror (module docstring)."""
     if train == "none":
         out = theta_deg
     elif train == "nasmyth":
-        out = theta_deg + el_deg
+        out = theta_deg - el_deg
     elif train == "coude":
-        out = theta_deg + el_deg - az_deg
+        out = theta_deg - (el_deg - az_deg)
     else:
         raise ValueError(f"unknown optical train {train!r}; expected none|nasmyth|coude")
     return fold_axis_deg(out)
+
+
+def optics_parity(train: str) -> int:
+    """Net parity of train + compensation plate: -1 (a mirror remains) or +1 (a rotation)."""
+    return -1 if train == "none" else 1
+
+
+def source_frame_angle(
+    parity: int, big_theta_deg: float, plate_axis_deg: float, beta: float
+) -> float:
+    """Source-frame angle (deg) measured by the analyzer output at ``beta`` (module doc).
+
+    ``plate_axis_deg`` is the plate's true fast axis χ = reading - hwp_zero.
+    """
+    return parity * (beta - 2.0 * plate_axis_deg) - big_theta_deg
 
 
 def fold_axis_deg(angle_deg: F64) -> F64:

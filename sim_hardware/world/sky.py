@@ -1,9 +1,12 @@
 """Offline skyfield: timescale, JPL ephemeris and POSIX-time conversion.
 
 skyfield-data ships ``de421.bsp`` and ``finals2000A.all``; the latter's metadata says it
-expired on 2026-10-18 and ``get_skyfield_data_path()`` warns about it. We never read that
-file (``timescale(builtin=True)`` uses the UT1/leap-second tables bundled with skyfield), so
-the warning is filtered exactly there (reference/mqtt.md §2.7).
+expired on 2026-10-18 and ``get_skyfield_data_path()`` warns about it, so the warning is
+filtered exactly there (reference/mqtt.md §2.7). UT1 and leap seconds come from skyfield's
+built-in tables (``timescale(builtin=True)``); the pole's wander (polar motion, up to ~15 m
+on the ground) is installed from the shipped ``finals2000A.all`` through skyfield's own
+reader: without it the world's station positions, hence its light times, would be off by up
+to ~45 ns against an observatory that applies the IERS pole (the station side does).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 from skyfield.api import Loader, Timescale
+from skyfield.data import iers
 from skyfield_data import get_skyfield_data_path
 
 SECONDS_PER_DAY = 86400.0
@@ -39,7 +43,11 @@ def load_sky() -> Sky:
     load = Loader(path, verbose=False)
     eph = load("de421.bsp")
     atexit.register(eph.close)  # an open .bsp otherwise raises a ResourceWarning at exit
-    return Sky(load.timescale(builtin=True), eph)
+    ts = load.timescale(builtin=True)
+    with open(f"{path}/finals2000A.all", "rb") as f:
+        finals = iers.parse_x_y_dut1_from_finals_all(f)
+    iers.install_polar_motion_table(ts, finals)
+    return Sky(ts, eph)
 
 
 def posix_to_time(ts: Timescale, t: npt.NDArray[np.float64] | float) -> Any:

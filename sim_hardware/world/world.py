@@ -62,6 +62,7 @@ from sim_hardware.world.detectors import (
 )
 from sim_hardware.world.emission import SLICE_PS, SLICE_S
 from sim_hardware.world.geometry import StationGeometry
+from sim_hardware.world.polframe import optics_parity, source_frame_angle
 from sim_hardware.world.rng import Stream, generator
 from sim_hardware.world.sky import load_sky
 
@@ -98,6 +99,8 @@ class _Station:
         )
         det = cfg.detectors
         self.passive = cfg.analyzer == "passive"
+        #: -1: train-less analyzer (the plate leaves a mirror); +1: train + plate (a rotation)
+        self.parity = optics_parity(cfg.optical_train)
         used = (0, 1, 2, 3) if self.passive else (0, 1)
         self.eff = np.array(det.efficiency)
         self.eff_max = max(det.efficiency[i] for i in used) or 1.0
@@ -233,9 +236,17 @@ class World:
         err = pointing.separation_deg(self.line_of_sight(st.cfg.name, t))
         return link.receiver_coupling(err, st.cfg)
 
-    def _analyzer_angle(self, st: _Station, t_detect: float, hwp_deg: float) -> float:
-        """Body-frame angle of the H/D analyzer reference (deg): -θ + 2(φ - hwp_zero)."""
-        return -st.geo.theta_deg(t_detect) + 2.0 * (hwp_deg - st.cfg.hwp_zero_deg)
+    def _analyzer_angles(self, st: _Station, t_detect: float, hwp_deg: float) -> F64:
+        """Source-frame angles (deg) of the H and D outputs (polframe module docstring).
+
+        The plate (fast axis at reading - hwp_zero) and the optical train are reflections:
+        a = p·(β - 2χ) - Θ for β = 0 (H) and 45 (D).
+        """
+        big_theta = st.geo.theta_deg(t_detect)
+        chi = hwp_deg - st.cfg.hwp_zero_deg
+        return np.array(
+            [source_frame_angle(st.parity, big_theta, chi, beta) for beta in (0.0, 45.0)]
+        )
 
     # ------------------------------------------------------------------ events
 
@@ -453,14 +464,14 @@ class World:
         """P(+) at the second station for pairs also detected at the first station."""
         nb = draws.n_both
         t_first = t_start + 0.5 * SLICE_S + first.geo.tof(t_start)
-        a_ref = self._analyzer_angle(first, t_first, first.hwp_at(t_first))
-        b_ref = self._analyzer_angle(st, t_det_mid, hwp_deg)
+        a_ref = self._analyzer_angles(first, t_first, first.hwp_at(t_first))
+        b_ref = self._analyzer_angles(st, t_det_mid, hwp_deg)
         fbits = draws.first_bits
         a_arm = emission.arm_of(fbits) if first.passive else np.zeros(nb, np.uint8)
         b_arm = emission.arm_of(draws.bits[:nb]) if st.passive else np.zeros(nb, np.uint8)
         x_a = np.where(emission.outcome_uniform(fbits) < 0.5, 1.0, -1.0)
-        a_deg = a_ref + 45.0 * a_arm.astype(np.float64)
-        b_deg = b_ref + 45.0 * b_arm.astype(np.float64)
+        a_deg = a_ref[a_arm]
+        b_deg = b_ref[b_arm]
         e = emission.correlation(state, a_deg, b_deg)
         out: F64 = 0.5 * (1.0 + vis * x_a * e)
         return out
@@ -601,7 +612,10 @@ class World:
             "transmittance": self._link_efficiency(st, t),
             "airmass": link.kasten_young_airmass(el),
             "theta_deg": st.geo.theta_deg(t),
-            "hwp_compensation_deg": st.geo.theta_deg(t) / 2.0 + st.cfg.hwp_zero_deg,
+            # the plate reading that makes the source-frame angles constant: χ = -p·Θ/2
+            "hwp_compensation_deg": -st.parity * st.geo.theta_deg(t) / 2.0
+            + st.cfg.hwp_zero_deg,
+            "optics_parity": float(st.parity),
             "sun_alt_deg": sun_alt,
             "moon_alt_deg": moon_alt,
             "moon_illumination": illum,

@@ -40,10 +40,12 @@ from station.daemon.devices import StationDevices
 from station.daemon.schedule import Entry, PassOutcome
 from station.daemon.states import PassState, PassStateMachine
 from station.recording import BundleWriter, RecordingError, bundle_dir_name
+from station.recording.timescale import EVENT_TIME_ZERO, TimescaleTracker
 from station.tracking.elements import OrbitElements, iso
 from station.tracking.feedforward import braking_lead
 from station.tracking.mountplan import TrajectoryInfeasible
 from station.tracking.planner import PassPlan, plan_for_pass, safety_gate
+from station.tracking.polframe import TRAIN_PARITY, source_frame_angles
 from station.tracking.safety import SafetyViolation
 
 log = logging.getLogger(__name__)
@@ -54,6 +56,10 @@ DRAIN_S = 10.0  #: wall bound on draining the tagger stream after stop
 PLAN_TRIES = 3
 REARM_S = 10.0  #: in tolerance this long (clock s) before a new pointing alarm
 EDGE_S = 1.0  #: planned track starts this long after AOS and ends before LOS (s)
+LAG_PERIOD_S = 0.1  #: the loop-lag probe's period (clock s)
+#: loop lag (clock s) above which a warped rehearsal stops being faithful: at the ~1 deg/s of
+#: a zenith pass, 0.05 s behind the line of sight is half the 0.1 deg receiver field of view
+LAG_ALARM_S = 0.05
 
 
 def tle_lines(elements: OrbitElements) -> tuple[str, str] | None:
@@ -115,6 +121,10 @@ class PassRun:
         self.max_error_deg = 0.0
         self.errors_deg: list[float] = []  #: every monitor sample (5 Hz: ~3000 per pass)
         self.abort_reason = "aborted by operator"
+        self.timescale = TimescaleTracker(cfg.daemon.timetagger.pps_channel)
+        self.max_loop_lag_s = 0.0
+        self.lag_episodes: list[dict[str, float]] = []
+        self.max_stream_latency_s = 0.0
         self.mount_lost = False
         self.stow_failed = False
         self._last_hwp: float | None = None
@@ -210,6 +220,7 @@ class PassRun:
         self.machine.to(PassState.PREPOSITION, self.clock.now(), f"slew to {target}")
         for leg in legs:
             await self.devices.mount.call(lambda m, leg=leg: m.slew_to(leg))  # type: ignore[misc]
+        await self._home_plate()
         await self._compensate(plan.pass_.aos_s, force=True)
         if self.devices.tagger is not None:
             t = self.cfg.daemon.timetagger
@@ -239,6 +250,7 @@ class PassRun:
         helpers = [
             asyncio.create_task(self._monitor(), name="monitor"),
             asyncio.create_task(self._compensation(), name="compensation"),
+            asyncio.create_task(self._lag_probe(), name="lag"),
         ]
         try:
             await self.devices.mount.call(lambda m: m.follow(commanded))
@@ -303,15 +315,40 @@ class PassRun:
                 "analyzer_mode": self.cfg.daemon.analyzer.mode.value,
                 "campaign": self.entry.campaign,
                 "timetagger": self.devices.tagger.device.url,
-                # the tagger counts on its own timescale; cross-station offsets and drift are
-                # found from the data (shared/reference/timetag.md), not from this instant
-                "time_base": "event times are the time tagger's own timescale; run_start_utc "
-                "is the station clock when acquisition was started",
+                # the tagger counts on its own timescale: the manifest's `timescale` section
+                # pins its epoch to UTC from the PPS edges (station/recording/timescale.py)
+                "time_base": EVENT_TIME_ZERO,
             },
             max_chunk_s=self.cfg.daemon.recording.max_chunk_s,
         )
+        bundle.annotate("analyzer", self._analyzer_section())
         self.entry.bundle = str(path)
         return bundle
+
+    def _analyzer_section(self) -> dict[str, Any]:
+        """What the analyzer's outputs measured, in the source frame (for the analysis).
+
+        The compensated analyzer measures the source-frame angles p·(β − 2·b) for its H
+        (β = 0) and D (β = 45) outputs, p the parity of train + plate and b the Bell-mode
+        plate offset (station/tracking/polframe.py; docs/tracking.md).
+        """
+        a = self.cfg.daemon.analyzer
+        pol = self.cfg.polarization
+        bell = a.bell_offset_deg if a.mode.value == "bell" else 0.0
+        parity = TRAIN_PARITY[pol.optical_train]
+        h, d = source_frame_angles(parity, bell)
+        return {
+            "mode": a.mode.value,
+            "source_state": pol.source_state,
+            "optical_train": pol.optical_train,
+            "parity": parity,
+            "plate_offset_deg": bell,
+            "hwp_calibration_deg": pol.hwp_offset_deg,
+            "compensated": self.devices.hwp is not None,
+            "source_frame_angles_deg": {"H": h, "V": h + 90.0, "D": d, "A": d + 90.0},
+            "basis": {"H": 0, "V": 0, "D": 1, "A": 1},
+            "outcome": {"H": 0, "V": 1, "D": 0, "A": 1},
+        }
 
     async def _record(self) -> None:
         """Tagger stream → bundle, rates from the stream itself (1 s of clock per row)."""
@@ -325,6 +362,7 @@ class PassRun:
         total = 0
         async for block in tagger.device.stream():
             await bundle.events.write(block)
+            self.timescale.observe(block, self.clock.now())
             total += len(block.t_ps)
             if len(block.channel):
                 chans, n = np.unique(block.channel, return_counts=True)
@@ -365,6 +403,9 @@ class PassRun:
     async def _finish_recording(self, status: str) -> None:
         if self.bundle is None or self.manifest is not None:
             return
+        timescale = self.timescale.section()
+        self.bundle.annotate("timescale", timescale)
+        self.bundle.annotate("quality", self._quality(timescale))
         try:
             self.manifest = await self.bundle.close(status)
         except RecordingError as exc:
@@ -382,11 +423,14 @@ class PassRun:
         alarmed = False
         while True:
             await self.clock.sleep(period)
-            now = self.clock.now()
+            asked = self.clock.now()
             try:
                 actual = await self.devices.position()
             except DeviceError:
                 continue  # the follow task owns mount failures
+            # the position was read somewhere between request and reply: stamp the middle,
+            # not the time the request was queued (a slow loop would hide its own lag)
+            now = 0.5 * (asked + self.clock.now())
             target = traj.at(now)
             error = target.separation_deg(actual)
             if self.bundle is not None:
@@ -411,22 +455,81 @@ class PassRun:
                     f"for {now - out_since:.1f} s",
                 )
 
+    async def _lag_probe(self) -> None:
+        """Measure the daemon's own loop lag against the (warped) clock; alarm when behind.
+
+        A coroutine that asks to wake at t wakes at t + lag; on a loaded machine at a high
+        warp the lag grows and every control loop (follow, compensation) falls behind the
+        satellite. The lag is measured on the clock the pass runs on, so a warped rehearsal
+        either stays physically faithful or says loudly that it is not: an alarm per
+        episode and a ``quality`` section in the bundle manifest.
+        """
+        episode: dict[str, float] | None = None
+        quiet_since = -float("inf")  #: end of the last alarmed episode (one alarm per REARM_S)
+        while True:
+            due = self.clock.now() + LAG_PERIOD_S
+            await self.clock.sleep_until(due)
+            lag = max(0.0, self.clock.now() - due)
+            self.max_loop_lag_s = max(self.max_loop_lag_s, lag)
+            if lag > LAG_ALARM_S and episode is None:
+                episode = {"start_s": due, "max_lag_s": lag}
+                if len(self.lag_episodes) < 1000:
+                    self.lag_episodes.append(episode)
+                if due - quiet_since >= REARM_S:
+                    await self._alarm(
+                        "loop_lag",
+                        f"control loop {lag:.3f} s behind the clock (limit {LAG_ALARM_S:g} s): "
+                        "pointing and compensation lag the satellite; the bundle is marked",
+                    )
+                quiet_since = due
+            elif episode is not None:
+                episode["max_lag_s"] = max(episode["max_lag_s"], lag)
+                if lag <= LAG_ALARM_S / 2:
+                    episode["end_s"] = due
+                    quiet_since = due
+                    episode = None
+
+    def _quality(self, timescale: dict[str, Any]) -> dict[str, Any]:
+        """How faithful the pass was: loop lag, stream latency, pointing (manifest section)."""
+        latency = timescale.get("median_latency_s")
+        faithful = not self.lag_episodes
+        return {
+            "faithful": faithful,
+            "max_loop_lag_s": round(self.max_loop_lag_s, 4),
+            "lag_alarm_s": LAG_ALARM_S,
+            "lag_episodes": self.lag_episodes,
+            "median_stream_latency_s": latency,
+            "max_pointing_error_deg": round(self.max_error_deg, 5),
+            "note": "faithful: the control loops never fell more than lag_alarm_s behind the "
+            "clock" if faithful else "NOT faithful: the control loops fell behind the clock "
+            "(see lag_episodes); pointing and compensation lagged the satellite",
+            "event_time_zero": EVENT_TIME_ZERO,
+        }
+
     def _theta(self, t_s: float) -> float:
+        """The frame angle θ (deg) at ``t_s``, right-handed about k (telemetry)."""
         assert self.plan is not None
         pol = self.plan.polarization
         return float(np.interp(t_s, pol.t_s, pol.theta_deg))
+
+    def _compensation_angle(self, t_s: float) -> float:
+        """x (deg) with the plate at x/2 + offset: θ, or 2ρ − θ behind a mirror train."""
+        assert self.plan is not None
+        pol = self.plan.polarization
+        return float(np.interp(t_s, pol.t_s, pol.compensation_deg))
 
     async def _compensate(self, t_s: float, *, force: bool = False) -> None:
         analyzer, hwp = self.devices.analyzer, self.devices.hwp
         if analyzer is None or hwp is None:
             return
         theta = self._theta(t_s)
-        command = theta / 2.0
+        x = self._compensation_angle(t_s)
+        command = x / 2.0
         deadband = self.cfg.daemon.analyzer.deadband_deg
         if not force and self._last_hwp is not None and abs(command - self._last_hwp) < deadband:
             return
         try:
-            commanded = await hwp.call(lambda _: analyzer.compensate(theta))
+            commanded = await hwp.call(lambda _: analyzer.compensate(x))
             actual = await hwp.call(lambda _: analyzer.hwp_angle(), retries=1)
         except DeviceError as exc:
             await self._alarm("hwp", f"polarization compensation failed: {exc}")
@@ -436,11 +539,31 @@ class PassRun:
         self._last_hwp = command
         self.telemetry["hwp"] = {
             "theta_deg": round(theta, 3),
+            "compensation_deg": round(x, 3),
             "commanded_deg": round(commanded, 3),
             "actual_deg": round(actual, 3),
         }
         if self.bundle is not None:
             self.bundle.log_waveplate(self.clock.now(), commanded, actual)
+
+    async def _home_plate(self) -> None:
+        """Home the compensation plate before each pass.
+
+        A rotation stage reports angles from its home reference; until homed after a power
+        cycle its readings are offset from the plate's true angle by wherever it woke up,
+        and the calibration offset ``hwp_offset_deg`` (measured from home) means nothing.
+        Homing every pass is cheap (an ELL14 homes in ~1 s) and also recovers a reference
+        lost to a controller reset.
+        """
+        analyzer = self.devices.analyzer
+        if self.devices.hwp is None or analyzer is None:
+            return
+        try:
+            await self.devices.hwp.call(lambda _: analyzer.home())
+        except DeviceError as exc:
+            await self._alarm("hwp", f"homing the compensation plate failed: {exc}")
+            if self.cfg.daemon.watchdog.hwp == "safe":
+                raise
 
     async def _compensation(self) -> None:
         period = 1.0 / self.cfg.daemon.analyzer.update_hz

@@ -45,6 +45,8 @@ POINTING_COLUMNS = ("t_s", "cmd_az_deg", "cmd_el_deg", "act_az_deg", "act_el_deg
 WAVEPLATE_COLUMNS = ("t_s", "plate", "commanded_deg", "actual_deg")
 RATES_COLUMNS = ("t_s", "channel", "rate_hz")
 FINAL_STATUSES = ("complete", "aborted", "failed")
+#: manifest sections the daemon adds while recording (station.recording.timescale, lag marks)
+ANNOTATIONS = ("timescale", "quality", "analyzer")
 
 
 def bundle_dir_name(station: str, start_utc: datetime, pass_id: str | None = None) -> str:
@@ -67,8 +69,9 @@ class BundleWriter:
         bundle_dir: the directory to create (must not exist, or be empty).
         clock: control-plane clock (log flush cadence, chunk rotation, manifest times).
         station: station name.
-        run_start_utc: the instant event time 0 ps refers to (DESIGN.md: event time is ps
-            since the run start, the start in UTC in metadata).
+        run_start_utc: the station clock when acquisition started. Event time 0 is the
+            tagger's epoch, not this instant (docs/recording.md "Time base"; the manifest's
+            ``timescale`` section, set with :meth:`annotate`, pins it to UTC).
         tle: the two TLE lines the pass was predicted from (or None).
         config: a JSON-serializable snapshot of the station configuration.
         channel_map: which tagger channels are H/V/D/A (marked in exports).
@@ -183,6 +186,15 @@ class BundleWriter:
         """Count rates per channel (Hz) at POSIX time ``t_s`` (one row per channel)."""
         for channel, rate in sorted(rates_hz.items()):
             self._rates.append((float(t_s), int(channel), float(rate)))
+
+    def annotate(self, key: str, value: Any) -> None:
+        """Set a top-level manifest section written at close (``timescale``, ``quality``).
+
+        Only sections the format defines may be set, so provenance keys cannot be replaced.
+        """
+        if key not in ANNOTATIONS:
+            raise ValueError(f"manifest section {key!r} is not one of {', '.join(ANNOTATIONS)}")
+        self._manifest[key] = value
 
     # ------------------------------------------------------------------ close
 

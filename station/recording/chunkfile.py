@@ -14,7 +14,7 @@ Layout (all little-endian; full spec in docs/recording.md)::
         48    8 first_block_seq  int64, EventBlock.seq of the first event's block (-1 if none)
         56    4 payload_crc32    zlib.crc32 over the payload bytes
         60    4 header_crc32     zlib.crc32 over bytes 0..59
-        64  8n t_ps             int64 picoseconds since run start, non-decreasing
+        64  8n t_ps             int64 ps on the tagger's timescale, non-decreasing
      64+8n   n channel          uint8
 
 Structure of arrays keeps the reader zero-copy (``np.frombuffer``) and the times 8-byte

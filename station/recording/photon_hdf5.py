@@ -27,6 +27,7 @@ from station.recording.chunkfile import read_header
 from station.recording.errors import RecordingError
 from station.recording.manifest import read_manifest, software_version
 from station.recording.reader import chunk_files, iter_blocks
+from station.recording.timescale import EVENT_TIME_ZERO
 
 PHOTON_HDF5_VERSION = "0.5"
 _POL_ANGLES_DEG = {"H": 0.0, "V": 90.0, "D": 45.0, "A": 135.0}
@@ -88,11 +89,16 @@ def _write_metadata(
     h5: h5py.File, root: Path, manifest: dict[str, Any], counts: dict[int, int], last_t: int
 ) -> None:
     station = manifest.get("station", "?")
+    timescale = manifest.get("timescale") or {}
+    epoch = timescale.get("tagger_epoch_utc") if isinstance(timescale, dict) else None
     h5["description"] = (
         f"qgs pass recording of station {station}, run start {manifest.get('run_start_utc')}; "
-        "entangled-photon downlink detections, time in ps since run start"
+        f"entangled-photon downlink detections. {EVENT_TIME_ZERO}"
+        + (f" (tagger epoch {epoch})" if epoch else "")
     )
-    h5["acquisition_duration"] = last_t * 1e-12
+    first_t = (manifest.get("events") or {}).get("first_t_ps")
+    # the acquisition's own span, not the time since the tagger's epoch
+    h5["acquisition_duration"] = (last_t - int(first_t or 0)) * 1e-12
     channel_map: dict[str, int] | None = manifest.get("channel_map")
     detectors = sorted(set(counts) | set((channel_map or {}).values()))
 
@@ -143,6 +149,7 @@ def _write_metadata(
     user = h5.create_group("user").create_group("qgs")
     user["station"] = str(station)
     user["run_start_utc"] = str(manifest.get("run_start_utc"))
+    user["timescale"] = json.dumps(timescale)
     user["manifest_status"] = str(manifest.get("status"))
     user["tle"] = json.dumps(manifest.get("tle"))
     user["channel_map"] = json.dumps(channel_map)

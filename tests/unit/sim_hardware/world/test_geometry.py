@@ -10,6 +10,7 @@ from sim_hardware.world import World, WorldConfig
 from sim_hardware.world.geometry import C_M_S
 from sim_hardware.world.polframe import frame_rotation_deg
 from sim_hardware.world.sky import load_sky, posix_to_time
+from sim_hardware.world.troposphere import marini_murray_m
 
 
 def test_interpolation_error(example: WorldConfig, t_pass: float) -> None:
@@ -39,9 +40,22 @@ def test_interpolation_error(example: WorldConfig, t_pass: float) -> None:
 def test_light_time_per_station(example: WorldConfig, t_pass: float) -> None:
     world = World(example, seed=0)
     a, b = (world.truth(s, t_pass) for s in world.station_names)
-    for tr in (a, b):
-        # Emission-time light time ≈ range/c; the station moves <= 0.5 m during the flight.
-        assert tr["tof_s"] == pytest.approx(tr["range_m"] / C_M_S, abs=5e-9)
+    for name, tr in zip(world.station_names, (a, b), strict=True):
+        st = next(s for s in example.stations if s.name == name)
+        pressure, temperature = st.weather()
+        tropo_s = float(
+            marini_murray_m(
+                np.array([tr["el_deg"]]),
+                pressure_hpa=pressure,
+                temperature_c=temperature,
+                latitude_deg=st.latitude_deg,
+                altitude_m=st.altitude_m,
+            )[0]
+        ) / C_M_S
+        assert 3e-9 < tropo_s < 40e-9  # a high site's troposphere: metres of path
+        # Emission-time light time ≈ range/c + troposphere; the station moves <= 0.5 m
+        # during the flight.
+        assert tr["tof_s"] - tropo_s == pytest.approx(tr["range_m"] / C_M_S, abs=5e-9)
     assert b["tof_s"] - a["tof_s"] > 1e-3  # Lijiang is much farther at this instant
     # The light time changes through the pass (range rate of km/s).
     later = world.truth("delingha", t_pass + 30.0)["tof_s"]

@@ -11,6 +11,7 @@ from drivers.datatypes import AltAz
 from sim_hardware.world import World, WorldConfig
 from sim_hardware.world.config import BackgroundConfig, ClockConfig
 from sim_hardware.world.emission import correlation
+from sim_hardware.world.polframe import optics_parity
 
 from .conftest import bright, variant
 from .streams import match, on_target, predicted_b_ps, run
@@ -87,19 +88,24 @@ def _e(counts: dict[tuple[int, int], int], arm_a: int, arm_b: int) -> tuple[floa
 def test_correlations_follow_the_state(
     example: WorldConfig, t_pass: float, state: str, b_shift: float
 ) -> None:
-    """E(a, b) from sampled coincidences = V·cos 2(a-b) (Φ+) or -V·cos 2(a+b) (Ψ+), with the
-    second station's frame turned by 2·b_shift (Bell mode at 11.25 deg)."""
+    """E(a, b) from sampled coincidences = V·cos 2(a-b) (Φ+) or -V·cos 2(a+b) (Ψ+).
+
+    The analyzer outputs measure the source-frame angles p·(β − 2·b_shift): each compensated
+    station keeps the mirror of its plate (p = −1 without an optical train), and a plate turned
+    by b_shift (Bell mode, 11.25 deg) turns the measured angle by −2·p·b_shift.
+    """
     cfg = bright(example, state=state, visibility=0.9)
+    p_a, p_b = (optics_parity(st.optical_train) for st in cfg.stations)
     world = World(cfg, seed=5)
     counts = _coincidences(world, t_pass, t_pass + 0.4, (0.0, b_shift))
     s_value = 0.0
-    for arm_a, arm_b, sign in ((0, 0, 1), (0, 1, -1), (1, 0, 1), (1, 1, 1)):
+    for arm_a, arm_b in ((0, 0), (0, 1), (1, 0), (1, 1)):
         e, n = _e(counts, arm_a, arm_b)
-        a, b = 45.0 * arm_a, 45.0 * arm_b + 2.0 * b_shift
+        a, b = p_a * 45.0 * arm_a, p_b * (45.0 * arm_b - 2.0 * b_shift)
         ideal = float(correlation(state, np.array([a]), b)[0])
         assert n > 300
         assert e == pytest.approx(0.9 * ideal, abs=0.06 + 4 * math.sqrt((1 - e * e) / n))
-        s_value += sign * e
+        s_value += math.copysign(1.0, ideal) * e
     if b_shift:
         assert s_value > 2.2  # CHSH violated in Bell mode: 2√2·V ≈ 2.55
 

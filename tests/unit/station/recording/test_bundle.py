@@ -197,7 +197,9 @@ async def test_photon_hdf5_export_content(
         np.testing.assert_array_equal(h5["photon_data/timestamps"][:], t)
         np.testing.assert_array_equal(h5["photon_data/detectors"][:], ch)
         assert h5["photon_data/timestamps_specs/timestamps_unit"][()] == 1e-12
-        assert h5["acquisition_duration"][()] == pytest.approx(int(t[-1]) * 1e-12)
+        # the acquisition's own span, not the time since the tagger's epoch
+        assert h5["acquisition_duration"][()] == pytest.approx(int(t[-1] - t[0]) * 1e-12)
+        assert "tagger's epoch" in h5["description"][()].decode()
         assert h5["identity/format_name"][()] == b"Photon-HDF5"
         assert h5["photon_data/measurement_specs/measurement_type"][()] == b"generic"
         specs = h5["photon_data/measurement_specs/detectors_specs"]

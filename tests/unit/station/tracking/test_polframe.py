@@ -28,10 +28,10 @@ def _pass_look(micius: OrbitElements, site: Site, min_el: float = 0.0) -> LookAn
 def _independent_theta(look: LookAngles, site: Site, law: str) -> np.ndarray:
     """θ via rotation matrices into the telescope frame (not the projection formula).
 
-    Telescope frame columns in ENU: x = ê_az (horizontal, increasing az), y = ê_el (up the
-    tube's image), z = boresight. Satellite H is taken into that frame; θ = atan2(y, x) of
-    its components — counter-clockwise seen looking out along the boresight (up at the
-    satellite).
+    Frame rows in ENU: x = ê_az (horizontal, increasing az), z = k = −boresight (the
+    propagation direction, from the satellite down into the telescope), y = z × x. Satellite H
+    is taken into that frame; θ = atan2(y, x) of its components: right-handed about k, i.e.
+    counter-clockwise for the receiver looking back at the source (DESIGN.md).
     """
     out = []
     enu = site.enu
@@ -40,7 +40,8 @@ def _independent_theta(look: LookAngles, site: Site, law: str) -> np.ndarray:
         a, e = math.radians(look.az_deg[i]), math.radians(look.el_deg[i])
         x_ax = np.array([math.cos(a), -math.sin(a), 0.0])  # ê_az in ENU
         z_ax = np.array([math.sin(a) * math.cos(e), math.cos(a) * math.cos(e), math.sin(e)])
-        frame = np.vstack([x_ax, np.cross(z_ax, x_ax), z_ax])  # right-handed, z = boresight
+        k = -z_ax
+        frame = np.vstack([x_ax, np.cross(k, x_ax), k])  # right-handed, z = k
         r = look.sat_itrs_km[i]
         v = look.sat_vel_itrs_km_s[i] + np.cross(omega, r)
         if law == "target_pointing":
@@ -115,9 +116,10 @@ def test_real_high_pass_is_nearly_odd_about_culmination(micius: OrbitElements) -
     assert np.all(np.abs(odd) <= 0.1 * swing + 0.05)
 
 
-def test_optical_trains_add_image_rotation_and_hwp_is_half_plus_offset(
+def test_optical_trains_are_mirrors_and_hwp_is_half_the_compensation_plus_offset(
     micius: OrbitElements,
 ) -> None:
+    """Behind a mirror train (axis ρ) the plate must reflect about ρ − θ/2; without one, θ/2."""
     site = Site("d", 37.379008, 97.726947, 3153.0)
     look = _pass_look(micius, site)
     none = frame_angle(look, site, optical_train="none", hwp_offset_deg=3.0)
@@ -127,12 +129,17 @@ def test_optical_trains_add_image_rotation_and_hwp_is_half_plus_offset(
     def wrap(x: np.ndarray) -> np.ndarray:
         return (x + 90.0) % 180.0 - 90.0
 
-    assert np.allclose(wrap(nas.theta_deg - none.theta_deg - look.el_deg), 0.0, atol=1e-9)
+    assert np.allclose(nas.theta_deg, none.theta_deg)
+    assert np.allclose(cou.theta_deg, none.theta_deg)
+    assert np.allclose(wrap(none.compensation_deg - none.theta_deg), 0.0, atol=1e-9)
+    assert np.allclose(wrap(nas.compensation_deg - (look.el_deg - none.theta_deg)), 0.0, atol=1e-9)
     assert np.allclose(
-        wrap(cou.theta_deg - none.theta_deg - look.el_deg + look.az_deg), 0.0, atol=1e-9
+        wrap(cou.compensation_deg - (look.el_deg - look.az_deg - none.theta_deg)), 0.0, atol=1e-9
     )
-    assert np.allclose(none.hwp_deg, none.theta_deg / 2 + 3.0)
-    assert np.abs(np.diff(none.hwp_deg)).max() < 5.0  # continuous: no 90 deg jumps
+    assert (none.parity, nas.parity, cou.parity) == (-1, 1, 1)
+    assert np.allclose(none.hwp_deg, none.compensation_deg / 2 + 3.0)
+    for frame in (none, nas, cou):  # continuous: no 90 deg jumps of the plate
+        assert np.abs(np.diff(frame.hwp_deg)).max() < 5.0
     with pytest.raises(ValueError, match="optical_train"):
         frame_angle(look, site, optical_train="periscope")
     with pytest.raises(ValueError, match="attitude_law"):
