@@ -319,8 +319,11 @@ class Recorder:
                     break
                 await self._await_future(fut, "committing a chunk")
             self._collect_done()
-        self._writer.shutdown(wait=True, cancel_futures=self._failure is not None)
-        self._sink.shutdown()
+        # joining the worker threads waits on their last fsyncs: off the event loop, so a
+        # closing bundle never stalls the other control loops of the process
+        cancel = self._failure is not None
+        await asyncio.to_thread(self._writer.shutdown, wait=True, cancel_futures=cancel)
+        await asyncio.to_thread(self._sink.shutdown)
         counts: dict[int, int] = {}
         for info in self._sink.chunks:
             for ch, n in info.counts_per_channel.items():
