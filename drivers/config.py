@@ -11,6 +11,7 @@ otherwise be silently replaced by its default.
 
 from __future__ import annotations
 
+import math
 import tomllib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -94,6 +95,10 @@ class Table:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise self.error(name, f"expected a number{_range(min, max)}, got {value!r}")
         v = float(value)
+        # NaN compares false with everything, so a range check alone lets it through (a NaN
+        # Sun radius once switched the Sun exclusion off); TOML spells nan and inf literally
+        if not math.isfinite(v):
+            raise self.error(name, f"expected a finite number{_range(min, max)}, got {v!r}")
         if (min is not None and v < min) or (max is not None and v > max):
             raise self.error(name, f"expected a number{_range(min, max)}, got {v!r}")
         return v
@@ -135,9 +140,10 @@ class Table:
     def numbers(self, name: str, default: list[float] | None = None) -> list[float]:
         value = self.raw(name, ... if default is None else default)
         if not isinstance(value, list) or not all(
-            isinstance(v, int | float) and not isinstance(v, bool) for v in value
+            isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+            for v in value
         ):
-            raise self.error(name, f"expected an array of numbers, got {value!r}")
+            raise self.error(name, f"expected an array of finite numbers, got {value!r}")
         return [float(v) for v in value]
 
     def finish(self) -> None:

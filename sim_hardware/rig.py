@@ -22,6 +22,8 @@ plant; ``"_clock"`` carries the shared :class:`~drivers.clock.WarpSpec`.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -52,6 +54,8 @@ from sim_hardware.world import World, load_world_config
 log = logging.getLogger(__name__)
 
 DEVICES = ("mount", "hwp", "smc100", "timetagger")
+PREFETCH_S = 180.0  #: world geometry kept computed this far ahead of the clock (clock s)
+PREFETCH_PERIOD_S = 20.0  #: how often the prefetcher looks ahead (clock s)
 FAULT_PARAMS = ("delay_s", "channel", "jump_ps", "code")
 #: The rig clock must stay this close to the world's tagger epoch (int64 ps: ±106 days).
 MAX_EPOCH_DISTANCE_DAYS = 100.0
@@ -119,6 +123,7 @@ class Rig:
         rig.finish()
         self.world = self._load_world()
         self.stations: list[StationPlant] = []
+        self._prefetch: asyncio.Task[None] | None = None
 
     def _load_world(self) -> World | None:
         if "world" not in self.config:
@@ -160,6 +165,13 @@ class Rig:
                 await self._start_station(name, devices.table(name), i)
             devices.finish()
             self._schedule_faults()
+            if self.world is not None:
+                await asyncio.to_thread(
+                    self.world.prefetch_geometry, self.clock.now(), self.clock.now() + PREFETCH_S
+                )
+                self._prefetch = asyncio.get_running_loop().create_task(
+                    self._prefetch_geometry(self.world), name="geometry-prefetch"
+                )
         except BaseException:
             await self.close()
             raise
@@ -328,8 +340,26 @@ class Rig:
         out["_clock"] = self.clock.spec.to_string()
         return out
 
+    async def _prefetch_geometry(self, world: World) -> None:
+        """Keep the world's geometry computed ``PREFETCH_S`` ahead of the clock, off the loop.
+
+        On demand, a 60 s geometry block (skyfield, 5–15 ms) is computed inside whichever
+        emulator call first needs it, and the whole plant stalls meanwhile: at a 10x warp
+        the mounts then sit still for ~0.1 s of clock once a minute (pointing spikes at every
+        minute boundary of a rehearsal).
+        """
+        while True:
+            now = self.clock.now()
+            await asyncio.to_thread(world.prefetch_geometry, now, now + PREFETCH_S)
+            await self.clock.sleep(PREFETCH_PERIOD_S)
+
     async def close(self) -> None:
         """Stop every emulator (reverse start order; idempotent)."""
+        if self._prefetch is not None:
+            self._prefetch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._prefetch
+            self._prefetch = None
         for plant in reversed(self.stations):
             for closer in reversed(plant.closers):
                 try:

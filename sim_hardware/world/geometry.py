@@ -27,6 +27,7 @@ the geometric elevation and the station's weather (Marini–Murray,
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -97,6 +98,7 @@ class StationGeometry:
         self._topos = wgs84.latlon(station.latitude_deg, station.longitude_deg, station.altitude_m)
         self._pressure_hpa, self._temperature_c = station.weather()
         self._blocks: dict[int, GeometryBlock] = {}
+        self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ blocks
 
@@ -105,11 +107,34 @@ class StationGeometry:
         b = math.floor(t / BLOCK_S)
         blk = self._blocks.get(b)
         if blk is None:
-            if len(self._blocks) >= _MAX_CACHED_BLOCKS:
-                self._blocks.pop(next(iter(self._blocks)))
-            blk = self._compute_block(b * BLOCK_S)
-            self._blocks[b] = blk
+            blk = self._store(b, self._compute_block(b * BLOCK_S))
         return blk
+
+    def prefetch(self, t0: float, t1: float) -> int:
+        """Compute the blocks covering [t0, t1] that are not cached yet; returns how many.
+
+        A block costs 5–15 ms of skyfield: computed on demand inside the rig's event loop it
+        stalls every emulator of the plant for that long, once a minute of world time (at a
+        10x warp, 0.1 s of clock in which no mount command is served). The rig calls this
+        from a worker thread ahead of time instead.
+        """
+        done = 0
+        for b in range(math.floor(t0 / BLOCK_S), math.floor(t1 / BLOCK_S) + 1):
+            if b not in self._blocks:
+                self._store(b, self._compute_block(b * BLOCK_S))
+                done += 1
+        return done
+
+    def _store(self, b: int, blk: GeometryBlock) -> GeometryBlock:
+        """Insert a computed block (thread-safe: :meth:`prefetch` runs in a worker thread)."""
+        with self._lock:
+            cached = self._blocks.get(b)
+            if cached is not None:
+                return cached
+            while len(self._blocks) >= _MAX_CACHED_BLOCKS:
+                self._blocks.pop(next(iter(self._blocks)))
+            self._blocks[b] = blk
+            return blk
 
     def _compute_block(self, start: int) -> GeometryBlock:
         ts, eph = self._sky.ts, self._sky.eph

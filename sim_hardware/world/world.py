@@ -170,6 +170,11 @@ class World:
                 f"unknown station {name!r}; the world has {self.station_names}"
             ) from None
 
+    def prefetch_geometry(self, t0: float, t1: float) -> int:
+        """Compute every station's geometry blocks for [t0, t1] ahead of need (thread-safe);
+        returns the number computed. See :meth:`StationGeometry.prefetch`."""
+        return sum(st.geo.prefetch(t0, t1) for st in self._stations)
+
     def line_of_sight(self, station: str, t: float) -> AltAz:
         """Where a telescope must point to see the satellite at POSIX t (deg).
 

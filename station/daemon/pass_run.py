@@ -125,6 +125,8 @@ class PassRun:
         self.max_loop_lag_s = 0.0
         self.lag_episodes: list[dict[str, float]] = []
         self.max_stream_latency_s = 0.0
+        #: discontinuities of the tagger's block sequence seen while recording (alarmed)
+        self.stream_gaps: list[dict[str, int]] = []
         self.mount_lost = False
         self.stow_failed = False
         self._last_hwp: float | None = None
@@ -363,6 +365,10 @@ class PassRun:
         async for block in tagger.device.stream():
             await bundle.events.write(block)
             self.timescale.observe(block, self.clock.now())
+            gaps = bundle.events.gaps  # the recorder's own sequence check (every gap listed)
+            if len(gaps) > len(self.stream_gaps):
+                for gap in gaps[len(self.stream_gaps) :]:
+                    await self._stream_gap(gap.after_block_seq, gap.next_block_seq, gap.kind)
             total += len(block.t_ps)
             if len(block.channel):
                 chans, n = np.unique(block.channel, return_counts=True)
@@ -375,6 +381,26 @@ class PassRun:
                 self.telemetry["rates_hz"] = {str(c): round(r, 1) for c, r in sorted(rates.items())}
                 self.telemetry["events"] = total
                 counts, window_start = {}, now
+
+    async def _stream_gap(self, after: int, got: int, kind: str) -> None:
+        """A hole (or a step back) in the tagger's block numbers: events never reached us.
+
+        The recorder lists every gap in the manifest; the pass says so at once (an alarm) and
+        the bundle's ``quality`` marks its events incomplete, so a bundle that verifies is
+        never mistaken for a complete recording.
+        """
+        gap = {"after_block_seq": after, "next_block_seq": got, "missing_blocks": got - after - 1}
+        self.stream_gaps.append(gap)
+        what = (
+            f"{gap['missing_blocks']} block(s) of events lost"
+            if kind == "missing"
+            else "blocks out of order"
+        )
+        await self._alarm(
+            "stream_gap",
+            f"time tagger stream jumped from block {after} to {got}: {what}; the bundle's "
+            "quality marks its events incomplete",
+        )
 
     async def _stop_recording(self, record: asyncio.Task[None]) -> None:
         """Stop acquisition and drain what the tagger still has (bounded)."""
@@ -495,6 +521,8 @@ class PassRun:
         faithful = not self.lag_episodes
         return {
             "faithful": faithful,
+            "events_complete": not self.stream_gaps,
+            "stream_gaps": self.stream_gaps,
             "max_loop_lag_s": round(self.max_loop_lag_s, 4),
             "lag_alarm_s": LAG_ALARM_S,
             "lag_episodes": self.lag_episodes,

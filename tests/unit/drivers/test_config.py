@@ -45,6 +45,19 @@ def test_out_of_range_names_file_key_and_range(tmp_path: Path) -> None:
     assert "123.0" in text
 
 
+@pytest.mark.parametrize("literal", ["nan", "inf", "-inf"])
+def test_non_finite_numbers_are_refused_even_without_a_range(tmp_path: Path, literal: str) -> None:
+    """NaN compares false with everything, so `v < min or v > max` alone lets it through."""
+    path = write(tmp_path, f"[site]\nx = {literal}\nxs = [1.0, {literal}]\n")
+    site = load_toml(path).table("site")
+    with pytest.raises(ConfigError, match="expected a finite number"):
+        site.number("x")
+    with pytest.raises(ConfigError, match="expected a finite number in \\[0, 10\\]"):
+        site.number("x", min=0, max=10)
+    with pytest.raises(ConfigError, match="finite numbers"):
+        site.numbers("xs")
+
+
 def test_wrong_type_missing_and_choice(tmp_path: Path) -> None:
     table = load_toml(write(tmp_path, '[m]\nspeed = "fast"\nmode = "warp"\nflag = 1\n')).table("m")
     with pytest.raises(ConfigError, match=r"m\.speed: expected a number"):

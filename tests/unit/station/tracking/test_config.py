@@ -88,6 +88,23 @@ def _write(tmp_path: Path, replace: tuple[str, str] | None = None, extra: str = 
             "safety.sun_radius_deg",
             "expected a number",
         ),
+        # NaN passes every range check (both comparisons are false): a NaN Sun radius once
+        # switched the Sun exclusion off. TOML spells nan and inf literally.
+        (
+            ("sun_radius_deg = 30.0", "sun_radius_deg = nan"),
+            "safety.sun_radius_deg",
+            "expected a finite number",
+        ),
+        (
+            ("max_speed_deg_s = 5.0", "max_speed_deg_s = inf"),
+            "mount.max_speed_deg_s",
+            "expected a finite number",
+        ),
+        (
+            ("max_speed_deg_s = 5.0", "max_speed_deg_s = [5.0, nan]"),
+            "mount.max_speed_deg_s",
+            "finite numbers",
+        ),
         (
             ("min_elevation_deg = 10.0", "min_elevation_deg = 10.0\nmin_elevaton_deg = 12.0"),
             "site",
