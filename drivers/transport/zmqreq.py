@@ -11,6 +11,19 @@ message-level round trip. Quirks handled here (protocols.md §3a):
   buffer (bounded), so no reply bytes are lost and the alternation holds.
 - ZeroMQ reconnects silently and a REQ whose peer went away mid-request waits forever; a
   socket monitor turns ``EVENT_DISCONNECTED`` during a request into NotConnected.
+- Timeouts and cancellations never lose a reply (issue 10). pyzmq's asyncio ``recv`` returns
+  a Future that the socket's reader callback resolves by *taking the message off the
+  socket*; a task cancelled after that callback but before it resumed drops the message
+  with the discarded result (pyzmq warns "A message has been dropped!" for the same race in
+  its deserialising receives), and asyncio runs I/O callbacks before the timers due in the
+  same loop iteration, so a reply and a cancel that coincide (after any stall of the loop)
+  lost the reply while the transport still believed it outstanding: the next request then
+  waited for a reply that was gone and timed out. So this module only *waits for
+  readiness* (a :class:`zmq.asyncio.Poller`, whose cancellation consumes nothing) and then
+  sends and receives with synchronous ``NOBLOCK`` calls on blocking shadows of the sockets,
+  with no ``await`` between a message moving and the state (``_awaiting``) recording it.
+  A request cancelled while waiting leaves its reply queued; the next request first collects
+  it (and drops it: the caller that wanted it is gone), then gets its own reply.
 """
 
 from __future__ import annotations
@@ -29,10 +42,19 @@ from drivers.transport.url import ZmqAddress
 log = logging.getLogger(__name__)
 
 
-def _readable(sock: zmq.asyncio.Socket) -> bool:
-    """Whether a message is waiting on ``sock`` (non-blocking)."""
-    events = sock.get(zmq.EVENTS)
-    return isinstance(events, int) and bool(events & zmq.POLLIN)
+def _take(sock: zmq.Socket[bytes]) -> list[bytes] | None:
+    """The next message's frames if one is queued, else None; never waits (NOBLOCK)."""
+    try:
+        return [bytes(f) for f in sock.recv_multipart(zmq.NOBLOCK)]
+    except zmq.Again:
+        return None
+
+
+def _cancelled_by_close(closed: bool) -> bool:
+    """Whether a CancelledError came from closing the sockets (which cancels a pending
+    poll) rather than from a cancellation of the current task."""
+    task = asyncio.current_task()
+    return closed and task is not None and not task.cancelling()
 
 
 class ZmqReqTransport(BufferedTransport):
@@ -46,8 +68,10 @@ class ZmqReqTransport(BufferedTransport):
         self._context = zmq.asyncio.Context.instance()
         self._io_lock = asyncio.Lock()  # one socket operation at a time
         self._awaiting = False  #: a request was sent and its reply not yet received
+        self._orphan = False  #: the outstanding reply belongs to a request() now gone
         self.recreated = 0  #: sockets replaced after a timeout or a lost peer
         self._socket, self._monitor = self._new_socket()
+        self._sync, self._sync_monitor = self._shadows()
 
     def _new_socket(self) -> tuple[zmq.asyncio.Socket, zmq.asyncio.Socket]:
         sock = self._context.socket(zmq.REQ)
@@ -55,6 +79,12 @@ class ZmqReqTransport(BufferedTransport):
         monitor = sock.get_monitor_socket(zmq.EVENT_DISCONNECTED)
         sock.connect(self.endpoint)
         return sock, monitor
+
+    def _shadows(self) -> tuple[zmq.Socket[bytes], zmq.Socket[bytes]]:
+        """Blocking-API views of the same libzmq sockets, for synchronous NOBLOCK calls."""
+        sync: zmq.Socket[bytes] = zmq.Socket.shadow(self._socket)
+        sync_monitor: zmq.Socket[bytes] = zmq.Socket.shadow(self._monitor)
+        return sync, sync_monitor
 
     def _close_socket(self) -> None:
         with contextlib.suppress(zmq.ZMQError):
@@ -66,54 +96,119 @@ class ZmqReqTransport(BufferedTransport):
         log.info("%s: recreating the REQ socket (%s)", self.url, why)
         self._close_socket()
         self._socket, self._monitor = self._new_socket()
+        self._sync, self._sync_monitor = self._shadows()
         self._awaiting = False
         self.recreated += 1
 
-    async def _drain_monitor(self) -> None:
+    # The shadows know nothing of close(): every use is guarded by ``is_open`` with no
+    # ``await`` in between, so a closed (possibly freed) libzmq socket is never touched.
+
+    def _drain_monitor(self) -> None:
         """Drop disconnect events from before this request (ZeroMQ has since reconnected)."""
         for _ in range(64):  # bounded: a handful of events at most
-            if not _readable(self._monitor):
+            if not self._peer_lost():
                 return
-            await self._monitor.recv_multipart()
 
-    async def _send_locked(self, data: bytes, timeout: float) -> None:
+    def _peer_lost(self) -> bool:
+        """Whether the monitor reported a disconnect (consumes that event; synchronous)."""
+        return self.is_open and _take(self._sync_monitor) is not None
+
+    def _take_reply(self) -> bytes | None:
+        """The reply if it is queued (synchronous), recording that it was received."""
+        if not self.is_open:
+            return None
+        frames = _take(self._sync)
+        if frames is None:
+            return None
+        self._awaiting = False  # no await between receiving the reply and this record
+        return b"".join(frames)
+
+    def _require_socket(self) -> None:
+        if not self.is_open:
+            raise OSError("the transport was closed")
+
+    async def _send_locked(self, data: bytes, timeout: float, *, orphan: bool = False) -> None:
+        """Send one request (cancel-safe). ``orphan``: request() sends it and takes the
+        reply itself, so if that caller is cancelled first nobody will read the reply."""
+        self._require_socket()
         if self._awaiting:
             # Keep REQ alternation: collect the earlier reply first, keep it readable.
             reply = await self._recv_locked(timeout)
             if reply is None:
                 raise OSError("the peer disconnected before replying to the previous request")
-            self._buffer += reply
-        await self._drain_monitor()
+            if self._orphan:
+                log.debug(
+                    "%s: dropping the reply to a cancelled request: %s", self.url, preview(reply)
+                )
+            else:
+                self._buffer += reply
+        self._drain_monitor()
+        poller = zmq.asyncio.Poller()
+        poller.register(self._socket, zmq.POLLOUT)
         try:
             async with asyncio.timeout(timeout):
-                await self._socket.send(data)
+                for _ in range(1_000_000):  # bounded; ends at the send or the timeout
+                    self._require_socket()
+                    try:
+                        self._sync.send(data, zmq.NOBLOCK)
+                    except zmq.Again:
+                        await poller.poll()  # until a peer can take it; consumes nothing
+                        continue
+                    self._awaiting = True  # no await between the send and this record
+                    self._orphan = orphan
+                    return
         except TimeoutError:
+            self._require_socket()
             self._recreate("send timed out: no peer connected")
             raise
-        self._awaiting = True
+        except asyncio.CancelledError:
+            if _cancelled_by_close(not self.is_open):
+                raise OSError("the transport was closed while sending") from None
+            raise
+        except zmq.ZMQError as exc:
+            raise OSError(f"REQ socket failed: {exc}") from exc
+        raise TimeoutError  # pragma: no cover - the loop bound is never reached in time
 
     async def _recv_locked(self, timeout: float) -> bytes | None:
-        """The outstanding reply; None if the peer disconnected; TimeoutError if silent."""
-        recv = asyncio.ensure_future(self._socket.recv())
-        lost = asyncio.ensure_future(self._monitor.recv_multipart())
+        """The outstanding reply; None if the peer disconnected; TimeoutError if silent.
+
+        Cancel-safe: waits only for readiness; a cancelled wait leaves the reply queued and
+        ``_awaiting`` set, so the next call (or the next request) collects it.
+        """
+        poller = zmq.asyncio.Poller()
+        poller.register(self._socket, zmq.POLLIN)
+        poller.register(self._monitor, zmq.POLLIN)
         try:
-            done, _ = await asyncio.wait(
-                {recv, lost}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
-            )
-        finally:
-            for task in (recv, lost):
-                if not task.done():
-                    task.cancel()
-        if self._closed:
-            return None  # close() ended the wait; no new socket for a closed transport
-        if recv in done and not recv.cancelled():
-            self._awaiting = False
-            return bytes(recv.result())
-        if lost in done:
-            self._recreate("peer disconnected during a request")
-            return None
-        self._recreate("reply timed out")
-        raise TimeoutError
+            async with asyncio.timeout(timeout):
+                for _ in range(1_000_000):  # bounded; ends at the reply, a loss or the timeout
+                    if not self.is_open:
+                        return None  # close() ended the wait; no new socket for it
+                    reply = self._take_reply()
+                    if reply is not None:
+                        return reply
+                    if self._peer_lost():
+                        break
+                    await poller.poll()  # consumes nothing
+                else:  # pragma: no cover - the loop bound is never reached in time
+                    raise TimeoutError
+        except TimeoutError:
+            if not self.is_open:
+                return None
+            reply = self._take_reply()  # a reply that arrived with the deadline still counts
+            if reply is not None:
+                return reply
+            self._recreate("reply timed out")
+            raise
+        except asyncio.CancelledError:
+            if _cancelled_by_close(not self.is_open):
+                return None  # close() cancelled the poll: same as the check above
+            raise
+        except zmq.ZMQError as exc:
+            if not self.is_open:
+                return None
+            raise OSError(f"REQ socket failed: {exc}") from exc
+        self._recreate("peer disconnected during a request")
+        return None
 
     # -- BufferedTransport hooks -----------------------------------------------------------
 
@@ -144,9 +239,8 @@ class ZmqReqTransport(BufferedTransport):
 
     async def _discard_pending(self) -> None:
         async with self._io_lock:
-            if self._awaiting and _readable(self._socket):
-                await self._socket.recv()
-                self._awaiting = False
+            if self._awaiting:
+                self._take_reply()
 
     async def _shutdown(self) -> None:
         self._close_socket()
@@ -159,7 +253,7 @@ class ZmqReqTransport(BufferedTransport):
         bound = self._bound(timeout)
         try:
             async with self._io_lock:
-                await self._send_locked(bytes(payload), bound)
+                await self._send_locked(bytes(payload), bound, orphan=True)
                 reply = await self._recv_locked(bound)
         except TimeoutError:
             raise DeviceTimeout(

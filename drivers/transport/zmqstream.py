@@ -6,13 +6,30 @@ as they are, empty ones included, ``recv_multipart`` every frame of one (multi-f
 and both leave their meaning to the driver. ``rcvhwm`` bounds the messages queued on the
 receive side, so that a reader that stops reading soon makes the sender wait (a PAIR sender
 blocks at its high-water mark; it never drops).
+
+Receives are cancel-safe: a timeout or a cancellation never loses a message. pyzmq's asyncio
+``recv``/``recv_multipart`` return a Future that the socket's reader callback resolves by
+*taking the message off the socket*; if the awaiting task is cancelled after that callback
+ran but before the task resumed, the message leaves with the discarded result (pyzmq itself
+warns "A message has been dropped!" for the same race in its deserialising receives). asyncio
+runs I/O callbacks before the timers that fell due in the same loop iteration, so a message
+and an ``asyncio.timeout`` (or a caller's cancel) that coincide -- after any stall of the
+loop: a paused daemon, CPU load -- lost the message (issue 10: 7 blocks in one TRACK pass).
+
+So a receive here only *waits for readability* (``Socket.poll``, whose cancellation consumes
+nothing: the message stays queued in ZeroMQ) and then takes the message with a synchronous
+``NOBLOCK`` receive on a plain shadow of the socket; between taking the message and returning
+it there is no ``await``, hence no point at which a cancellation can be delivered. (The other
+safe pattern, one shielded receive Future kept across calls, needs a place to park a result
+nobody may ever collect; polling keeps the message where it belongs, in the socket's queue.)
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Literal
+from collections.abc import Callable
+from typing import Literal, TypeVar
 
 import zmq
 import zmq.asyncio
@@ -23,6 +40,8 @@ from drivers.transport.buffered import check_timeout
 from drivers.transport.url import ZmqAddress, parse_transport_url
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 StreamSocketType = Literal["PAIR", "PULL", "SUB"]
 _TYPES: dict[str, int] = {"PAIR": zmq.PAIR, "PULL": zmq.PULL, "SUB": zmq.SUB}
@@ -55,6 +74,9 @@ class ZmqStream:
         except zmq.ZMQError:
             self._socket.close(linger=0)
             raise
+        # The same libzmq socket through the blocking API, for synchronous NOBLOCK receives;
+        # it knows nothing of close(), so it is used only right after an is-open check.
+        self._sync: zmq.Socket[bytes] = zmq.Socket.shadow(self._socket)
         self._closed = False
 
     @property
@@ -67,29 +89,34 @@ class ZmqStream:
 
     async def recv(self, timeout: float | None = None) -> bytes:
         """Next message (may be empty); DeviceTimeout after ``timeout`` wall seconds."""
-        if self._closed:
-            raise NotConnected("cannot receive: the stream is closed", device=self._url)
-        bound = self._timeout if timeout is None else check_timeout(timeout)
-        try:
-            async with asyncio.timeout(bound):
-                return bytes(await self._socket.recv())
-        except TimeoutError:
-            raise DeviceTimeout(
-                f"no message within {bound:g} s",
-                device=self._url,
-                hint="check that the sender is running and streaming",
-            ) from None
-        except zmq.ZMQError as exc:
-            raise NotConnected(f"stream socket failed: {exc}", device=self._url) from exc
+        return await self._receive(lambda: bytes(self._sync.recv(zmq.NOBLOCK)), timeout)
 
     async def recv_multipart(self, timeout: float | None = None) -> list[bytes]:
         """Every frame of the next message; DeviceTimeout after ``timeout`` wall seconds."""
+        return await self._receive(
+            lambda: [bytes(f) for f in self._sync.recv_multipart(zmq.NOBLOCK)], timeout
+        )
+
+    async def _receive(self, take: Callable[[], T], timeout: float | None) -> T:
+        """``take()`` (a NOBLOCK receive) once the socket is readable, within the bound.
+
+        Cancel-safe (module doc): the only ``await`` is the readability poll; a message is
+        taken and returned synchronously, so a timeout or cancellation leaves it queued.
+        """
         if self._closed:
             raise NotConnected("cannot receive: the stream is closed", device=self._url)
         bound = self._timeout if timeout is None else check_timeout(timeout)
+        loop = asyncio.get_running_loop()
         try:
-            async with asyncio.timeout(bound):
-                return [bytes(f) for f in await self._socket.recv_multipart()]
+            async with asyncio.timeout_at(loop.time() + bound):
+                while True:  # ends by return, by the timeout or by an error
+                    try:
+                        return take()  # already queued: no await, nothing to cancel
+                    except zmq.Again:
+                        pass
+                    await self._socket.poll()  # POLLIN, no timeout; consumes nothing
+                    if not self.is_open:
+                        raise NotConnected("stream closed while receiving", device=self._url)
         except TimeoutError:
             raise DeviceTimeout(
                 f"no message within {bound:g} s",
@@ -98,6 +125,12 @@ class ZmqStream:
             ) from None
         except zmq.ZMQError as exc:
             raise NotConnected(f"stream socket failed: {exc}", device=self._url) from exc
+        except asyncio.CancelledError:
+            # close() from elsewhere cancels the pending poll; nobody cancelled this task.
+            task = asyncio.current_task()
+            if not self.is_open and task is not None and not task.cancelling():
+                raise NotConnected("stream closed while receiving", device=self._url) from None
+            raise
 
     async def close(self) -> None:
         if not self._closed:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 import logging
 import time
 import uuid
@@ -21,7 +22,8 @@ import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from drivers.clock import Clock
+from drivers.clock import Clock, WarpClock, WarpSpec
+from drivers.errors import ConfigError
 from station.bus.connection import BrokerConfig
 from station.bus.envelope import REPLY_ROOT, Command, Reply, reply_topic, station_topic
 
@@ -81,6 +83,33 @@ class Requester:
             queue = self._pending.get(reply.id)
             if queue is not None:
                 queue.put_nowait(reply)
+
+    async def use_station_clock(self, station: str, timeout_s: float = 2.0) -> Clock:
+        """Adopt the station's clock for ``ts``/``expires_at`` (and wait conversions).
+
+        The station checks ``expires_at`` against its own clock, which is warped on the
+        emulated rig; a warped daemon publishes its clock (``epoch=…,anchor=…,rate=…``) in
+        its retained ``status``. Without that field (a real-time station) or without a
+        retained status within ``timeout_s`` wall seconds, the requester's clock is kept.
+        """
+        assert self._client is not None, "use Requester as an async context manager"
+        async with self.broker.client(f"{self.client_id}-clock") as probe:
+            await probe.subscribe(
+                station_topic(station, "status"), qos=1, timeout=self.broker.timeout_s
+            )
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout_s):
+                    async for message in probe.messages:
+                        payload = message.payload
+                        try:
+                            assert isinstance(payload, bytes)
+                            spec = json.loads(payload).get("clock")
+                            if isinstance(spec, str):
+                                self.clock = WarpClock.from_spec(WarpSpec.parse(spec))
+                        except (AssertionError, ValueError, AttributeError, ConfigError):
+                            log.warning("unreadable status of %s: %r", station, payload)
+                        break
+        return self.clock
 
     async def publish_raw(self, station: str, name: str, payload: bytes) -> None:
         """Publish arbitrary bytes as a command (tests of malformed input)."""

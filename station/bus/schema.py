@@ -7,10 +7,11 @@ changes nothing.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from station.bus.envelope import finite_number, short
 
 ArgType = Literal["number", "integer", "string", "boolean"]
 
@@ -39,22 +40,27 @@ class Arg:
             "boolean": "true or false",
         }[self.type]
         ok = {
-            "number": isinstance(value, int | float)
-            and not isinstance(value, bool)
-            and math.isfinite(value),
+            "number": finite_number(value) is not None,
             "integer": isinstance(value, int) and not isinstance(value, bool),
             "string": isinstance(value, str),
             "boolean": isinstance(value, bool),
         }[self.type]
         if not ok:
-            raise CommandRejected(f"argument {self.name!r} must be {expected}, got {value!r}")
+            raise CommandRejected(
+                f"argument {self.name!r} must be {expected}, got {short(repr(value))}"
+            )
         if self.min is not None and value < self.min:
-            raise CommandRejected(f"argument {self.name!r} must be >= {self.min:g}, got {value!r}")
+            raise CommandRejected(
+                f"argument {self.name!r} must be >= {self.min:g}, got {short(repr(value))}"
+            )
         if self.max is not None and value > self.max:
-            raise CommandRejected(f"argument {self.name!r} must be <= {self.max:g}, got {value!r}")
+            raise CommandRejected(
+                f"argument {self.name!r} must be <= {self.max:g}, got {short(repr(value))}"
+            )
         if self.choices is not None and value not in self.choices:
             raise CommandRejected(
-                f"argument {self.name!r} must be one of {list(self.choices)}, got {value!r}"
+                f"argument {self.name!r} must be one of {list(self.choices)}, "
+                f"got {short(repr(value))}"
             )
         return float(value) if self.type == "number" else value
 
@@ -67,6 +73,11 @@ class CommandSpec:
     args: tuple[Arg, ...] = ()
     states: frozenset[str] = field(default_factory=frozenset)  #: empty = any state
     doc: str = ""
+    #: commands of one exclusive group (e.g. "motion") never run concurrently: a second one
+    #: is FAILED while the first runs, unless it preempts the group
+    exclusive: str | None = None
+    #: groups whose running command this one cancels (ABORTED "superseded by …") before it runs
+    preempts: frozenset[str] = field(default_factory=frozenset)
 
     def validate(self, args: Mapping[str, Any]) -> dict[str, Any]:
         """Checked and normalized arguments; raises CommandRejected naming the fault."""
@@ -74,7 +85,8 @@ class CommandSpec:
         unknown = sorted(set(args) - known)
         if unknown:
             raise CommandRejected(
-                f"unknown argument(s) {unknown} for {self.name!r}; allowed: {sorted(known)}"
+                f"unknown argument(s) {short(str(unknown))} for {self.name!r}; "
+                f"allowed: {sorted(known)}"
             )
         out: dict[str, Any] = {}
         for arg in self.args:

@@ -32,7 +32,7 @@ import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from drivers.clock import Clock
+from drivers.clock import Clock, WarpClock
 from drivers.errors import DeviceError
 from station.bus.connection import BrokerConfig
 from station.bus.envelope import (
@@ -41,6 +41,10 @@ from station.bus.envelope import (
     EnvelopeError,
     ack_payload,
     parse_command,
+    peek_reply,
+    reply_client,
+    reply_to_problem,
+    short,
     station_topic,
 )
 from station.bus.schema import CommandRejected, CommandSpec
@@ -48,6 +52,8 @@ from station.bus.schema import CommandRejected, CommandSpec
 log = logging.getLogger(__name__)
 
 RECENT_IDS = 1024  #: command ids remembered for idempotency
+RECENT_BYTES = 4 * 1024 * 1024  #: bound on the remembered ids and terminal acks, in bytes
+PREEMPT_WAIT_S = 10.0  #: wall seconds a preempting command waits for the superseded one
 
 
 async def _cancel(task: asyncio.Task[None], *, attempts: int = 20) -> None:
@@ -101,6 +107,11 @@ def _correlated(properties: Properties | None) -> Properties | None:
     return reply
 
 
+def _entry_size(command_id: str, entry: tuple[str, bytes | None]) -> int:
+    fingerprint, terminal = entry
+    return len(command_id) + len(fingerprint) + len(terminal or b"") + 64
+
+
 @dataclass(frozen=True)
 class _Registered:
     spec: CommandSpec
@@ -145,7 +156,13 @@ class StationBus:
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self._handlers: set[asyncio.Task[None]] = set()
-        self._recent: OrderedDict[str, bytes | None] = OrderedDict()
+        #: id -> (fingerprint of name and args, terminal ack payload or None while running)
+        self._recent: OrderedDict[str, tuple[str, bytes | None]] = OrderedDict()
+        self._recent_bytes = 0
+        #: exclusive group -> (the command running in it, its handler task)
+        self._exclusive: dict[str, tuple[Command, asyncio.Task[Any]]] = {}
+        self._superseded: dict[asyncio.Task[Any], str] = {}
+        self.rejected = 0  #: commands refused before running (envelope, reply_to, retained…)
         self._retained: dict[str, bytes] = {}
         self._seq: dict[str, int] = {}
         self.session = 0
@@ -200,6 +217,9 @@ class StationBus:
             "session": self.session,
             "ts": self.clock.now(),
         }
+        if isinstance(self.clock, WarpClock):
+            # requesters stamp expires_at on this timeline (Requester.use_station_clock)
+            body["clock"] = self.clock.spec.to_string()
         if reason:
             body["reason"] = reason
         return json.dumps(body).encode()
@@ -290,7 +310,7 @@ class StationBus:
         return self._stopping
 
     def _dispatch(self, message: aiomqtt.Message) -> None:
-        task = asyncio.create_task(self._handle(message))
+        task = asyncio.create_task(self._guarded(message))
         self._handlers.add(task)
         task.add_done_callback(self._handlers.discard)
 
@@ -310,62 +330,125 @@ class StationBus:
             command.id, ack, self.clock.now(), reason=reason, timeout_s=timeout_s, result=result
         )
         if ack.terminal:
-            self._remember(command.id, payload)
-        reply_props = _correlated(properties)
+            known = self._recent.get(command.id)
+            # keep the fingerprint of the command as received (args here are normalised)
+            self._remember(command.id, known[0] if known else command.fingerprint(), payload)
+        await self._send_reply(command.reply_to, payload, properties, f"{ack.value} {command.id}")
+
+    async def _send_reply(
+        self, reply_to: str, payload: bytes, properties: Properties | None, what: str
+    ) -> None:
+        if reply_to_problem(reply_to, self.station) is not None:  # callers checked; belt
+            log.warning("reply %s not sent: bad reply_to %s", what, short(repr(reply_to)))
+            return
         client = self._client
         if client is None:
-            log.warning("reply %s to %s lost: not connected", ack.value, command.id)
+            log.warning("reply %s lost: not connected", what)
             return
         try:
             await client.publish(
-                command.reply_to,
+                reply_to,
                 payload,
                 qos=1,
-                properties=reply_props,
+                properties=_correlated(properties),
                 timeout=self.broker.timeout_s,
             )
-        except (aiomqtt.MqttError, TimeoutError) as exc:
-            log.warning("reply %s to %s failed: %s", ack.value, command.id, exc)
+        except (aiomqtt.MqttError, TimeoutError, ValueError) as exc:
+            log.warning("reply %s failed: %s", what, exc)
 
-    def _remember(self, command_id: str, terminal: bytes | None) -> None:
-        self._recent[command_id] = terminal
-        self._recent.move_to_end(command_id)
-        while len(self._recent) > RECENT_IDS:
-            self._recent.popitem(last=False)
+    def _remember(self, command_id: str, fingerprint: str, terminal: bytes | None) -> None:
+        """Remember an id (bounded: RECENT_IDS entries and RECENT_BYTES bytes, oldest out)."""
+        old = self._recent.pop(command_id, None)
+        if old is not None:
+            self._recent_bytes -= _entry_size(command_id, old)
+        entry = (fingerprint, terminal)
+        self._recent[command_id] = entry
+        self._recent_bytes += _entry_size(command_id, entry)
+        while len(self._recent) > RECENT_IDS or (
+            self._recent_bytes > RECENT_BYTES and len(self._recent) > 1
+        ):
+            evicted_id, evicted = self._recent.popitem(last=False)
+            self._recent_bytes -= _entry_size(evicted_id, evicted)
 
-    async def _reject_unparsable(self, name: str, payload: bytes, reason: str) -> None:
-        """No valid envelope: answer FAILED where a reply_to is readable, always log an event."""
-        log.warning("command %s rejected: %s", name, reason)
-        await self.publish_event("command_rejected", {"command": name, "reason": reason})
-        try:
-            body = json.loads(payload)
-            reply_to, command_id = body["reply_to"], str(body.get("id", ""))
-        except (ValueError, KeyError, TypeError):
+    async def _reject(
+        self,
+        name: str,
+        reason: str,
+        *,
+        reply: tuple[str, str] | None = None,
+        properties: Properties | None = None,
+    ) -> None:
+        """Refused before running: always an event; FAILED where a usable reply_to is known.
+
+        ``reply`` is (id, reply_to) read from the payload; with MQTT 5 the request's
+        ResponseTopic/CorrelationData are used when the payload did not give them.
+        """
+        self.rejected += 1
+        shown = short(name, 64)
+        log.warning("command %s rejected: %s", shown, reason)
+        await self.publish_event("command_rejected", {"command": shown, "reason": reason})
+        command_id, reply_to = reply if reply is not None else ("", "")
+        if not reply_to or reply_to_problem(reply_to, self.station) is not None:
+            topic = getattr(properties, "ResponseTopic", None)
+            reply_to = topic if isinstance(topic, str) else ""
+        if not reply_to or reply_to_problem(reply_to, self.station) is not None:
             return
-        if isinstance(reply_to, str) and reply_to and "#" not in reply_to and "+" not in reply_to:
-            stub = Command(name, command_id, 0.0, reply_to, None)
-            await self._reply(stub, Ack.FAILED, None, reason=reason)
+        payload = ack_payload(command_id, Ack.FAILED, self.clock.now(), reason=reason)
+        await self._send_reply(reply_to, payload, properties, f"FAILED {short(command_id)}")
 
-    async def _handle(self, message: aiomqtt.Message) -> None:
+    async def _guarded(self, message: aiomqtt.Message) -> None:
+        """Handle one command; nothing a requester sends may end as a task exception."""
         name = str(message.topic).rsplit("/cmd/", 1)[-1]
+        try:
+            await self._handle(name, message)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("command %s: unexpected error", short(name, 64))
+            with contextlib.suppress(Exception):
+                await self._reject(
+                    name,
+                    f"internal error: {type(exc).__name__}: {short(str(exc))}",
+                    properties=message.properties,
+                )
+
+    async def _handle(self, name: str, message: aiomqtt.Message) -> None:
         payload = message.payload if isinstance(message.payload, bytes) else b""
         props = message.properties
+        if message.retain:
+            # A retained command would run again on every (re)subscription: never execute.
+            await self._reject(name, "retained command not executed (commands are never retained)")
+            return
         try:
             command = parse_command(name, payload)
         except EnvelopeError as exc:
-            await self._reject_unparsable(name, payload, f"invalid command envelope: {exc}")
+            await self._reject(
+                name,
+                f"invalid command envelope: {exc}",
+                reply=peek_reply(payload),
+                properties=props,
+            )
+            return
+        problem = reply_to_problem(command.reply_to, self.station)
+        if problem is not None:
+            # No ack to a forged topic: only the event says what happened.
+            await self._reject(name, f"invalid command envelope: {problem}", properties=props)
             return
         if command.id in self._recent:
             # QoS 1 may deliver twice and operators retry: never execute an id twice.
-            previous = self._recent[command.id]
-            if previous is not None:
-                with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
-                    if self._client is not None:
-                        await self._client.publish(
-                            command.reply_to, previous, qos=1, timeout=self.broker.timeout_s
-                        )
+            fingerprint, previous = self._recent[command.id]
+            if fingerprint != command.fingerprint():
+                reason = "id reused for a different command; not executed"
+                await self.publish_event(
+                    "command_rejected", {"command": name, "reason": f"{reason} ({command.id})"}
+                )
+                self.rejected += 1
+                payload = ack_payload(command.id, Ack.FAILED, self.clock.now(), reason=reason)
+                await self._send_reply(command.reply_to, payload, props, f"FAILED {command.id}")
+            elif previous is not None:
+                await self._send_reply(command.reply_to, previous, props, f"again {command.id}")
             return
-        self._remember(command.id, None)
+        self._remember(command.id, command.fingerprint(), None)
         registered = self._commands.get(name)
         if registered is None:
             await self._reply(
@@ -384,7 +467,7 @@ class StationBus:
                 reason=f"command expired {now - command.expires_at:.3f} s ago; not executed",
             )
             return
-        requester = command.reply_to.split("/")[2] if command.reply_to.count("/") >= 2 else ""
+        requester = reply_client(command.reply_to)
         if not any(fnmatch.fnmatchcase(requester, pattern) for pattern in self._allowed):
             await self._reply(
                 command, Ack.NOPERM, props, reason=f"client {requester!r} may not command"
@@ -396,17 +479,65 @@ class StationBus:
         except CommandRejected as exc:
             await self._reply(command, Ack.FAILED, props, reason=str(exc))
             return
+        spec = registered.spec
+        for preempted in sorted(spec.preempts):
+            await self._preempt(preempted, command)
+        group = spec.exclusive
+        if group is not None and group in self._exclusive:
+            running, _ = self._exclusive[group]
+            await self._reply(
+                command,
+                Ack.FAILED,
+                props,
+                reason=(
+                    f"another {group} command is running ({running.name!r}, id {running.id}); "
+                    "not executed"
+                ),
+            )
+            return
         command = Command(
             command.name, command.id, command.ts, command.reply_to, command.expires_at, args
         )
-        await self._reply(command, Ack.ACK, props)
         ctx = CommandContext(self, command, props)
-        await self._execute(registered.handler, command, ctx, props)
+        acked = asyncio.Event()  # the handler starts once ACK is out (ACK precedes INPROGRESS)
+
+        async def run(handler: Handler = registered.handler) -> Mapping[str, Any] | None:
+            await acked.wait()
+            return await handler(command, ctx)
+
+        task = asyncio.create_task(run())
+        if group is not None:
+            self._exclusive[group] = (command, task)
+        try:
+            await self._reply(command, Ack.ACK, props)
+            acked.set()
+            await self._execute(task, command, ctx, props)
+        finally:
+            task.cancel()  # no-op once done; stops it if the ACK could not be sent
+            self._superseded.pop(task, None)
+            if group is not None and self._exclusive.get(group, (None, None))[1] is task:
+                del self._exclusive[group]
+
+    async def _preempt(self, group: str, by: Command) -> None:
+        """Cancel the command running in ``group`` (it is answered ABORTED) and wait for it."""
+        running = self._exclusive.get(group)
+        if running is None:
+            return
+        command, task = running
+        log.warning("%s %s superseded by %s %s", command.name, command.id, by.name, by.id)
+        self._superseded[task] = f"superseded by {by.name!r} (id {by.id})"
+        task.cancel()
+        await asyncio.wait({task}, timeout=PREEMPT_WAIT_S)
+        if self._exclusive.get(group, (None, None))[1] is task:
+            del self._exclusive[group]  # released now, whatever its ABORTED reply is doing
 
     async def _execute(
-        self, handler: Handler, command: Command, ctx: CommandContext, props: Properties | None
+        self,
+        task: asyncio.Task[Mapping[str, Any] | None],
+        command: Command,
+        ctx: CommandContext,
+        props: Properties | None,
     ) -> None:
-        task = asyncio.create_task(handler(command, ctx))
         announced = asyncio.create_task(ctx.announced.wait())
         try:
             await asyncio.wait({task, announced}, return_when=asyncio.FIRST_COMPLETED)
@@ -421,6 +552,10 @@ class StationBus:
                         command, Ack.TIMEOUT, props, reason=f"did not finish within {limit:g} s"
                     )
                     return
+            if task.cancelled() and task in self._superseded:
+                reason = self._superseded.pop(task)
+                await self._reply(command, Ack.ABORTED, props, reason=reason)
+                return
             result = task.result()
         except asyncio.CancelledError:
             task.cancel()

@@ -14,6 +14,8 @@ from station.bus.schema import Arg, CommandSpec
 STANDBY, ENABLED, FAULT = "STANDBY", "ENABLED", "FAULT"
 CONNECTED = frozenset({STANDBY, ENABLED, FAULT})
 RUNNING = frozenset({STANDBY, ENABLED})
+#: exclusive group of the commands that move the mount: one at a time; `safe` supersedes
+MOTION = "motion"
 
 _UTC = "ISO-8601 UTC time, e.g. 2021-04-29T17:23:15Z"
 
@@ -30,7 +32,10 @@ COMMANDS: tuple[CommandSpec, ...] = (
         "safe",
         (),
         CONNECTED,
-        "abort any pass, park the mount, close the recording; ENABLED -> STANDBY",
+        "abort any pass, park the mount, close the recording; ENABLED -> STANDBY; "
+        "supersedes a running goto/park (ABORTED)",
+        exclusive=MOTION,
+        preempts=frozenset({MOTION}),
     ),
     CommandSpec("reset", (), frozenset({FAULT}), "reconnect every device; FAULT -> STANDBY"),
     CommandSpec(
@@ -64,9 +69,17 @@ COMMANDS: tuple[CommandSpec, ...] = (
             Arg("el_deg", "number", min=-5.0, max=180.0, doc="axis elevation (deg)"),
         ),
         frozenset({STANDBY}),
-        "slew to a position (checked by the safety gate); STANDBY and no pass only",
+        "slew to a position (checked by the safety gate); STANDBY and no pass only; "
+        "FAILED while another motion command runs",
+        exclusive=MOTION,
     ),
-    CommandSpec("park", (), frozenset({STANDBY}), "park the mount; STANDBY and no pass only"),
+    CommandSpec(
+        "park",
+        (),
+        frozenset({STANDBY}),
+        "park the mount; STANDBY and no pass only; FAILED while another motion command runs",
+        exclusive=MOTION,
+    ),
     CommandSpec(
         "set_mode",
         (Arg("mode", "string", choices=("key", "bell"), doc="analyzer mode"),),

@@ -143,6 +143,8 @@ async def send_command(args: argparse.Namespace) -> int:
         protocol="v311" if args.v311 else "v5",
     )
     async with Requester(broker, SystemClock()) as requester:
+        # expires_at must be on the station's (possibly warped) clock, which checks it
+        await requester.use_station_clock(args.station)
         replies = await requester.send(args.station, args.name, parsed, timeout_s=args.timeout)
     for reply in replies:
         body = {"ack": reply.ack.value, "reason": reply.reason, "result": reply.result}
