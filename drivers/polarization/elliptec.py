@@ -11,10 +11,18 @@ Wire facts this driver depends on (pylablib / roesel / itom, cross-checked in §
 - ``ma``/``ho`` answer only when the motion has ended: ``PO`` + position, or ``GS`` + a status
   code on failure. ``BO``/``BS`` are background messages the device may send at any time; they
   are skipped.
-- A move issued too soon after the previous one can go to 0 instead (pylablib); the driver waits
-  :data:`MOVE_PAUSE_S` after each move before the next.
+- A move issued too soon after the previous one can go to 0 instead (a comment in pylablib,
+  which sleeps 0.1 s before ``ma``/``mr``; no Thorlabs source consulted gives a minimum gap);
+  the driver waits :data:`MOVE_PAUSE_S` after each move before the next.
 - After a non-zero status the fault is latched until ``gs`` is queried again (pylablib), so the
   driver re-queries ``gs`` once before raising.
+
+Cancellation safety (as :class:`drivers.mount.common.StreamedMount`): one exchange runs at a
+time under a lock, in a task shielded from the caller's cancellation, so a cancelled caller never
+leaves a reply in the input buffer for the next command; after a timeout or error the input is
+flushed before the lock is released. A cancelled move is stopped (``st``) and its final reply
+consumed before the cancellation propagates; a move cancelled before its request went out is
+simply not sent.
 """
 
 from __future__ import annotations
@@ -24,7 +32,9 @@ import contextlib
 import logging
 import math
 import re
+from collections.abc import Awaitable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from drivers.clock import Clock
 from drivers.errors import (
@@ -40,6 +50,8 @@ from drivers.registry import DeviceURL
 from drivers.transport.base import Transport
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 MOVE_PAUSE_S = 0.1  #: clock seconds between the end of one move and the next (pylablib)
 DEFAULT_SPEED_DEG_S = 45.0  #: conservative ELL14 speed for move bounds (datasheet max ~430)
@@ -188,6 +200,7 @@ class ElliptecRotator:
         self._last_counts: int | None = None  #: position from the latest PO reply
         self._last_move_end: float | None = None  #: clock time the previous move ended
         self._moving = False
+        self._stop_sent = False  #: an ``st`` went out during the current move
 
     @classmethod
     def from_url(cls, url: DeviceURL, clock: Clock) -> ElliptecRotator:
@@ -251,8 +264,7 @@ class ElliptecRotator:
 
             assert self._transport_url is not None
             self._transport = await open_transport(self._transport_url, timeout=self._reply_timeout)
-        async with self._lock:
-            _, data = await self._query("in", expect=("IN",))
+        _, data = await self._exchange("in", expect=("IN",))
         self._info = ElliptecInfo.parse(data, device=self._url)
         log.info(
             "elliptec %s: model %02X serial %s, %d counts per %d deg",
@@ -273,8 +285,7 @@ class ElliptecRotator:
 
     async def angle(self) -> float:
         """Current angle (deg, [0, 360)) from ``gp``."""
-        async with self._lock:
-            _, data = await self._query("gp", expect=("PO",))
+        _, data = await self._exchange("gp", expect=("PO",))
         return self._counts_to_deg(self._position(data))
 
     async def move_to(self, angle_deg: float, *, timeout: float | None = None) -> None:
@@ -303,10 +314,10 @@ class ElliptecRotator:
         """Stop the motor (``st``). During a move the moving call receives the final reply."""
         self._require_open()
         if self._moving:
+            self._stop_sent = True
             await self._write("st")
             return
-        async with self._lock:
-            await self._query("st", expect=("GS",))
+        await self._exchange("st", expect=("GS",))
 
     # ------------------------------------------------------------------ internals
 
@@ -314,37 +325,101 @@ class ElliptecRotator:
         """Clock seconds allowed for a move of ``distance_deg`` at the configured speed."""
         return MOVE_OVERHEAD_S + MOVE_MARGIN * abs(distance_deg) / self._speed
 
+    async def _exchange(self, request: str, *, expect: tuple[str, ...]) -> tuple[str, str]:
+        """One query under the lock, shielded from cancellation; input flushed after an error."""
+        self._require_open()
+
+        async def locked() -> tuple[str, str]:
+            async with self._lock:
+                try:
+                    return await self._query(request, expect=expect)
+                except DeviceError:
+                    await self._resync_quietly()
+                    raise
+
+        return await _shielded(locked())
+
     async def _move(self, request: str, distance_deg: float, timeout: float | None) -> None:
+        """Run a move to its end under the lock; a cancelled caller stops it first."""
         bound = self.move_bound_s(distance_deg) if timeout is None else timeout
-        async with self._lock:
-            await self._pause_after_previous_move()
+        self._require_open()
+        sent = False
+
+        async def locked() -> None:
+            nonlocal sent
+            async with self._lock:
+                await self._pause_after_previous_move()
+                sent = True  # no await between here and the write: see the handler below
+                try:
+                    await self._run_move(request, bound)
+                except DeviceError:
+                    await self._resync_quietly()
+                    raise
+
+        task = asyncio.ensure_future(locked())
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            task.add_done_callback(_retrieve)
+            if not sent:
+                task.cancel()  # still waiting for the lock or the pause: nothing went out
+                raise
+            # The move is under way: stop it and let the shielded task read its final reply,
+            # so nothing is left in the pipe, before the cancellation propagates.
+            if self._moving and not task.done():
+                self._stop_sent = True
+                try:
+                    await self._write("st")
+                except DeviceError as exc:
+                    log.warning("elliptec %s: stopping a cancelled move: %s", self._url, exc)
+            await asyncio.wait({task}, timeout=2 * self._reply_timeout + STOP_STATUS_WAIT_S)
+            raise
+
+    async def _run_move(self, request: str, bound: float) -> None:
+        """Write a move request and read its final reply (the caller holds the lock)."""
+        self._moving = True
+        self._stop_sent = False
+        finished = False
+        try:
             await self._write(request)
-            self._moving = True
-            finished = False
-            try:
-                cmd, data = await self._read_reply(
-                    self._clock.to_wall(bound), what=f"the end of move {request!r} ({bound:.1f} s)"
-                )
-                finished = True
-            finally:
-                self._moving = False
-                self._last_move_end = self._clock.now()
-                if not finished:
-                    await self._abort_move()
-            if cmd == "PO":
-                self._position(data)
-                return
-            if cmd == "GS":
-                await self._raise_status(int(data, 16), request)
-            raise ProtocolError(
-                f"unexpected reply {cmd}{data} to {request!r}; expected PO or GS", device=self._url
+            cmd, data = await self._read_reply(
+                self._clock.to_wall(bound), what=f"the end of move {request!r} ({bound:.1f} s)"
             )
+            finished = True
+        finally:
+            self._moving = False
+            self._last_move_end = self._clock.now()
+            if not finished:
+                await self._abort_move()
+        if self._stop_sent:
+            await self._drain_stop_status()
+        if cmd == "PO":
+            self._position(data)
+            return
+        if cmd == "GS":
+            await self._raise_status(int(data, 16), request)
+        raise ProtocolError(
+            f"unexpected reply {cmd}{data} to {request!r}; expected PO or GS", device=self._url
+        )
 
     async def _pause_after_previous_move(self) -> None:
         # pylablib: "if the move command is issued too soon after a previous one, it can
         # move to 0 instead" -> keep MOVE_PAUSE_S between moves.
         if self._last_move_end is not None:
             await self._clock.sleep(self._last_move_end + MOVE_PAUSE_S - self._clock.now())
+
+    async def _drain_stop_status(self) -> None:
+        """After a move ended by ``st``: swallow the ``GS`` that ``st`` may also answer (§2a)."""
+        try:
+            cmd, data = await self._read_reply(STOP_STATUS_WAIT_S, what="the stop status")
+        except DeviceTimeout:
+            return  # the emulator's behaviour: st during a move gets no reply of its own
+        except DeviceError:
+            await self._resync_quietly()
+            return
+        if cmd != "GS":
+            log.warning("elliptec %s: unexpected %s%s after a stop", self._url, cmd, data)
+            await self._resync_quietly()
 
     async def _abort_move(self) -> None:
         """Stop a move whose reply did not arrive (cancelled, timed out or garbled)."""
@@ -399,6 +474,10 @@ class ElliptecRotator:
     async def _resync(self) -> None:
         if self._transport is not None and self._transport.is_open:
             await self._transport.reset_input()
+
+    async def _resync_quietly(self) -> None:
+        with contextlib.suppress(DeviceError, OSError):
+            await self._resync()
 
     def _require_open(self) -> Transport:
         if self._transport is None or not self._transport.is_open:
@@ -461,3 +540,23 @@ class ElliptecRotator:
     def _counts_to_deg(self, counts: int) -> float:
         deg = (counts / self.info.counts_per_deg) % 360.0
         return 0.0 if deg >= 360.0 else deg  # -1e-17 % 360 rounds to 360.0
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    """Done callback: fetch a finished task's outcome so it is never logged as unretrieved."""
+    if not task.cancelled():
+        task.exception()
+
+
+async def _shielded(aw: Awaitable[T]) -> T:
+    """Await ``aw`` in its own task, shielded from the caller's cancellation.
+
+    A cancelled caller returns at once; the task runs on (its I/O is bounded by the reply
+    timeout) and consumes its reply, so the next exchange starts on a clean line.
+    """
+    task = asyncio.ensure_future(aw)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        task.add_done_callback(_retrieve)
+        raise

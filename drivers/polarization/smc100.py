@@ -12,6 +12,12 @@ Wire facts this driver depends on (pymeasure, hvl_ccb; §2c):
 - Drivers poll the state about every 0.1 s while waiting for a motion (pymeasure
   ``wait_ready``).
 
+Cancellation safety (as :class:`drivers.mount.common.StreamedMount`): one exchange (a query,
+or an action plus its ``TE``) runs at a time under a lock, in a task shielded from the caller's
+cancellation, so a cancelled caller never leaves a reply in the input buffer for the next
+command; after a timeout or a malformed reply the input is flushed before the lock is released.
+A cancelled motion is stopped (``ST``) before the cancellation propagates.
+
 Angles: the rotation stage's software limits (``SL?``/``SR?``) may not span a whole turn, so a
 target (taken modulo 360) goes to the equivalent angle inside the limits nearest the current
 position.
@@ -24,7 +30,9 @@ import contextlib
 import logging
 import math
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from drivers.clock import Clock
 from drivers.errors import (
@@ -40,6 +48,8 @@ from drivers.registry import DeviceURL
 from drivers.transport.base import Transport
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 POLL_S = 0.1  #: clock seconds between TS polls while waiting for a motion (pymeasure)
 REPLY_TIMEOUT_S = 2.0  #: wall seconds for one reply
@@ -335,9 +345,14 @@ class SMC100Rotator:
 
     async def _motion(self, command: str, bound_s: float) -> None:
         """Send a motion command and poll ``TS`` until READY; stop it if interrupted."""
-        await self._command(command)
         finished = False
         try:
+            try:
+                await self._command(command)
+            except DeviceError:
+                finished = True  # refused or unanswered: as before, nothing is stopped
+                raise
+            # (cancelled while sending: the command may have gone out, so it is stopped)
             deadline = self._clock.now() + bound_s
             while True:
                 state = await self.state()
@@ -362,21 +377,36 @@ class SMC100Rotator:
                 await self._stop_quietly()
 
     async def _stop_quietly(self) -> None:
+        """Stop an interrupted motion and wait (bounded) until the stage is at rest.
+
+        The controller decelerates after ``ST`` and refuses ``PA`` meanwhile (error M in
+        MOVING), so the next command must not go out before the state has left MOVING.
+        """
         try:
             await self._command("ST")
+            deadline = self._clock.now() + MOVE_OVERHEAD_S
+            while (state := await self.state()).state in MOVING | HOMING:
+                if self._clock.now() >= deadline:
+                    log.warning("smc100 %s: still %s after ST", self._url, state.name)
+                    return
+                await self._clock.sleep(POLL_S)
         except DeviceError as exc:
             log.warning("smc100 %s: stopping an interrupted motion: %s", self._url, exc)
 
     async def _command(self, command: str) -> None:
         """An action command (no reply) followed by ``TE``; a non-@ letter raises."""
-        async with self._lock:
+
+        async def exchange() -> str:
             await self._write(command)
-            letter = await self._exchange("TE")
+            return await self._exchange("TE")
+
+        letter = await self._locked(exchange)
         self._check_error(letter, command)
 
     async def _query(self, query: str) -> str:
         """A query; returns the reply after the echoed ``<addr><CC>`` prefix."""
-        async with self._lock:
+
+        async def exchange() -> str:
             try:
                 return await self._exchange(query)
             except DeviceTimeout:
@@ -394,6 +424,32 @@ class SMC100Rotator:
                     ) from None
                 self._check_error(letter, query)
                 raise
+
+        return await self._locked(exchange)
+
+    async def _locked(self, exchange: Callable[[], Awaitable[T]]) -> T:
+        """Run ``exchange`` under the lock in a task shielded from the caller's cancellation.
+
+        A cancelled caller returns at once; the task runs on (its I/O is bounded by the reply
+        timeout) and consumes its replies. After a timeout or a malformed reply the input is
+        flushed so the next exchange starts on a clean line.
+        """
+        self._require_open()
+
+        async def run() -> T:
+            async with self._lock:
+                try:
+                    return await exchange()
+                except (DeviceTimeout, ProtocolError):
+                    await self._resync()
+                    raise
+
+        task = asyncio.ensure_future(run())
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())
+            raise
 
     async def _exchange(self, query: str) -> str:
         await self._write(query)

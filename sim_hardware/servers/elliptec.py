@@ -13,10 +13,16 @@ Wire format, as the emulator implements it:
 - A command whose data does not arrive within :data:`BYTE_TIMEOUT_S` is dropped and answered
   ``GS01`` (communication timeout); an unknown command ``GS03``; a bad value ``GS04``.
 - ``ma``/``mr``/``ho``/``fw``/``bw`` answer ``PO<pos>`` only **when the motion ends**; a stall
-  (fault) ends it with ``GS02`` (mechanical timeout). During a move and for
-  :data:`SETTLE_S` after it (the real device "can move to 0 instead" when a move follows too
-  soon, pylablib) the stage is busy: ``gs`` answers ``GS09`` and a new move is refused with
-  ``GS09``. Other queries are answered at once.
+  (fault) ends it with ``GS02`` (mechanical timeout). While the stage moves ``gs`` answers
+  ``GS09`` (busy; Micro-Manager polls ``gs`` this way) and a new move is refused with ``GS09``
+  (⚠️ what the device does with a move during a move is not verified). Other queries are
+  answered at once.
+- Once ``PO`` has been sent the stage is idle: the next move is accepted at once, so a client
+  may send home-then-move back to back (roesel's ``elliptec`` does). No source gives a
+  minimum gap after a move; the only hint is a pylablib comment ("if the move command is issued
+  too soon after a previous one, it can move to 0 instead"; it sleeps 0.1 s before ``ma``/
+  ``mr``, not before ``ho``), with no threshold, so the emulator does not model it and the
+  driver keeps pylablib's 0.1 s pause on its side.
 - An error status stays latched and is returned (then cleared) by the next ``gs``, as
   pylablib describes.
 - ``st`` (⚠️ not in the verified command set): during a move the interrupted move answers
@@ -74,7 +80,6 @@ DATA_LEN: dict[str, int] = {
 
 BYTE_TIMEOUT_S = 0.1  #: clock seconds allowed between the bytes of one command
 MIN_BYTE_WAIT_WALL_S = 0.05  #: ... but at least this many wall seconds
-SETTLE_S = 0.05  #: clock seconds the stage stays busy after a move ends
 
 # GS status codes (protocols.md §2a)
 OK, COMM_TIMEOUT, MECH_TIMEOUT, CMD_ERROR, VALUE_RANGE, BUSY, MOTOR_ERROR = 0, 1, 2, 3, 4, 9, 11
@@ -116,10 +121,9 @@ class ElliptecDevice:
         self.velocity_pct = 100
         self.latched = OK
         self.move_task: asyncio.Task[None] | None = None
-        self.last_move_end = float("-inf")
 
-    def busy(self, now: float) -> bool:
-        return self.model.is_moving() or now < self.last_move_end + SETTLE_S
+    def busy(self) -> bool:
+        return self.model.is_moving()
 
     def info_reply(self) -> str:
         i = self.info
@@ -133,7 +137,7 @@ class ElliptecBus:
     """The protocol handler for a multidrop line of ELL14 devices (a pty ``Handler``).
 
     Args:
-        clock: time source (byte timeout, busy window).
+        clock: time source (byte timeout).
         devices: bus address (0-15) -> device.
         faults: the line's fault schedule (``error_reply`` is applied here; the transport
             faults by the server's reply writer).
@@ -229,17 +233,16 @@ class ElliptecBus:
             return
         data = raw.decode("ascii").upper()
         model = dev.model
-        now = self.clock.now()
         if cmd == "in":
             self._reply(writer, a, "IN", dev.info_reply())
         elif cmd == "gs":
-            code = dev.latched or (BUSY if dev.busy(now) else OK)
+            code = dev.latched or (BUSY if dev.busy() else OK)
             dev.latched = OK
             self._reply(writer, a, "GS", f"{code:02X}")
         elif cmd == "gp":
             self._reply(writer, a, "PO", to_hex32(model.encoder_counts()))
         elif cmd in ("ma", "mr", "ho", "fw", "bw"):
-            self._move(writer, addr, dev, cmd, data, now)
+            self._move(writer, addr, dev, cmd, data)
         elif cmd == "st":
             if model.is_moving():
                 model.stop()  # the move task answers PO at the stop position
@@ -282,9 +285,9 @@ class ElliptecBus:
             self._status(writer, addr, dev, OK)
 
     def _move(
-        self, writer: ReplyWriter, addr: int, dev: ElliptecDevice, cmd: str, data: str, now: float
+        self, writer: ReplyWriter, addr: int, dev: ElliptecDevice, cmd: str, data: str
     ) -> None:
-        if dev.busy(now):
+        if dev.busy():
             self._status(writer, addr, dev, BUSY)
             return
         model = dev.model
@@ -302,7 +305,6 @@ class ElliptecBus:
 
     async def _finish_move(self, writer: ReplyWriter, addr: int, dev: ElliptecDevice) -> None:
         outcome = await dev.model.wait_idle()
-        dev.last_move_end = self.clock.now()
         # The device may have been re-addressed meanwhile; answer from where it is now.
         here = next((a for a, d in self.devices.items() if d is dev), addr)
         if outcome is MoveOutcome.STALLED:

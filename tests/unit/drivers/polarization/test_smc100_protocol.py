@@ -212,6 +212,7 @@ async def test_motion_that_never_ends_times_out_and_stops() -> None:
         *[moving] * 6,
         (b"1ST\r\n", None),
         (b"1TE\r\n", b"1TE@\r\n"),
+        (b"1TS\r\n", b"1TS000033\r\n"),  # at rest (READY from MOVING) before raising
     ]
     async with expected_protocol(script) as transport:
         smc = stage(transport)

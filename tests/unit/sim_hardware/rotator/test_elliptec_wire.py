@@ -78,18 +78,30 @@ async def test_home_zeroes_encoder_and_trailing_cr_is_ignored(
 ) -> None:
     port = raw_pty(ell.path)
     await port.query(b"0ma00002000\r")
-    await asyncio.sleep(0.01)  # settle window after a move (0.05 clock s at rate 10)
-    assert await port.query(b"0ho0\r\n") == b"0PO00000000\r\n"
+    assert await port.query(b"0ho0\r\n") == b"0PO00000000\r\n"  # back to back: accepted
     assert ell.bus.devices[0].model.homed
 
 
-async def test_move_too_soon_after_previous_is_busy(
+async def test_home_then_move_back_to_back_is_accepted(
     ell: Rig, raw_pty: Callable[[str], Any]
 ) -> None:
+    # roesel's elliptec sends each request as soon as the previous reply arrived; no source
+    # documents a minimum gap after a move, so the emulator must not invent one (issue 14).
     port = raw_pty(ell.path)
     await port.query(b"0ma00001000")
-    assert await port.query(b"0ma00002000") == b"0GS09\r\n"
-    await asyncio.sleep(0.02)
+    assert await port.query(b"0ho0") == b"0PO00000000\r\n"
+    assert await port.query(b"0gs") == b"0GS00\r\n"  # idle once PO has been sent
+    assert await port.query(b"0ma00002000") == b"0PO00002000\r\n"
+    assert await port.query(b"0mr00001000") == b"0PO00003000\r\n"
+    assert ell.bus.devices[0].model.angle() == pytest.approx(0x3000 * 360 / PPR, abs=1e-3)
+
+
+async def test_move_during_a_move_is_busy(ell: Rig, raw_pty: Callable[[str], Any]) -> None:
+    port = raw_pty(ell.path)
+    port.write(b"0ma00008C00")
+    await asyncio.sleep(0.005)
+    assert await port.query(b"0ma00002000") == b"0GS09\r\n"  # refused while moving
+    assert await port.read_until() == b"0PO00008C00\r\n"  # the first move carries on
     assert await port.query(b"0gs") == b"0GS09\r\n"  # latched busy, read once, then clear
     assert await port.query(b"0gs") == b"0GS00\r\n"
 
