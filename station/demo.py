@@ -175,12 +175,33 @@ def _report(controllers: list[StationController], out: Path) -> int:
             flush=True,
         )
         print(f"            {summary.get('bundle')}", flush=True)
+        quality = _quality(summary.get("bundle"))
+        if quality and not quality.get("faithful", True):
+            # say loudly that the warped rehearsal fell behind its clock (machine too loaded)
+            print(
+                f"            NOT FAITHFUL: control loops up to {quality['max_loop_lag_s']:.2f} s "
+                f"behind the clock in {len(quality.get('lag_episodes', []))} episode(s); "
+                "pointing lagged the satellite (try a lower --rate)",
+                flush=True,
+            )
         results[c.cfg.name] = {**summary, "verify": verdict, "alarms": list(c.alarms)}
     (out / "summary.json").write_text(json.dumps(results, indent=2))
     print(f"\nsummary: {out / 'summary.json'}", flush=True)
     if ok:
         ok = _analyze([str(results[name]["bundle"]) for name in STATIONS], out)
     return 0 if ok else 1
+
+
+def _quality(bundle: str | None) -> dict[str, Any]:
+    """The bundle manifest's ``quality`` section (loop lag, stream gaps), or {}."""
+    if not bundle:
+        return {}
+    try:
+        manifest = json.loads((Path(bundle) / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    quality = manifest.get("quality")
+    return quality if isinstance(quality, dict) else {}
 
 
 def _analyze(bundles: list[str], out: Path) -> bool:
