@@ -32,7 +32,7 @@ from station.bus.schema import CommandRejected
 from station.bus.station_bus import CommandContext, StationBus
 from station.config import StationConfig
 from station.daemon.api import COMMANDS
-from station.daemon.devices import StationDevices
+from station.daemon.devices import StationDevices, gated_legs
 from station.daemon.pass_run import PassRun
 from station.daemon.schedule import PassOutcome, Schedule, ScheduleError
 from station.daemon.states import PassState, PassStateMachine, SummaryState, Transition
@@ -270,6 +270,8 @@ class StationController:
             await self._set_summary(SummaryState.FAULT, "the mount could not be stowed")
         elif run.mount_lost and self.cfg.daemon.watchdog.mount == "safe":
             await self._set_summary(SummaryState.FAULT, f"mount lost: {run.entry.reason}")
+        elif run.safe_fault:
+            await self._set_summary(SummaryState.FAULT, run.safe_fault)
         self._wake.set()
 
     async def _abort(self, reason: str) -> PassOutcome:
@@ -350,7 +352,7 @@ class StationController:
             await self._abort("safe requested by operator")
         self.machine.to(PassState.SAFE, self.clock.now(), "safe requested")
         try:
-            await self.devices.mount.call(lambda m: m.park(), retries=1)
+            await self._park()
         finally:
             self.machine.to(PassState.IDLE, self.clock.now(), "safe")
         if self.summary is SummaryState.ENABLED:
@@ -416,15 +418,25 @@ class StationController:
         here = await self.devices.position()
         self.gate.check_slew(here, target, now)
         await ctx.in_progress(120.0)
-        await self.devices.mount.call(lambda m: m.slew_to(target))
+        await self.devices.move_to(self.gate, target, self.clock.now())
         actual = await self.devices.position()
         return {"az_deg": actual.az_deg, "el_deg": actual.el_deg}
 
     async def _cmd_park(self, cmd: Command, ctx: CommandContext) -> dict[str, Any]:
         self._idle("park")
+        here = await self.devices.position()
+        park = self._park_position()
+        gated_legs(self.gate, here, park, self.clock.now())  # refused: FAILED with the reason
         await ctx.in_progress(120.0)
-        await self.devices.mount.call(lambda m: m.park(), retries=1)
+        await self._park()
         return {"parked": True}
+
+    def _park_position(self) -> AltAz:
+        return AltAz(self.cfg.mount.park_az_deg, self.cfg.mount.park_el_deg)
+
+    async def _park(self) -> None:
+        """The operator's park (``park``, ``safe``): through the safety gate like a pass stow."""
+        await self.devices.park(self.gate, self._park_position(), self.clock.now())
 
     async def _cmd_set_mode(self, cmd: Command, ctx: CommandContext) -> dict[str, Any]:
         analyzer, hwp = self.devices.analyzer, self.devices.hwp

@@ -17,12 +17,13 @@ from typing import Any
 
 from drivers.clock import Clock
 from drivers.datatypes import AltAz
-from drivers.errors import ConfigError, DeviceError, NotConnected
+from drivers.errors import ConfigError, DeviceError, LimitViolation, NotConnected
 from drivers.interfaces import Mount, Rotator, TimeTagger
 from drivers.polarization.analyzer import Analyzer
 from drivers.registry import open_device, parse_device_url
 from drivers.supervision import LinkState, Supervisor, SupervisorStatus
 from station.config import StationConfig
+from station.tracking.safety import SafetyGate
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,28 @@ log = logging.getLogger(__name__)
 ROLES = {"mount": "mount", "hwp": "rotator", "timetagger": "timetagger"}
 
 LinkListener = Callable[[str, SupervisorStatus], None]
+
+
+def gated_legs(gate: SafetyGate, here: AltAz, target: AltAz, t_s: float) -> list[AltAz]:
+    """Waypoints of a gate-approved slew: straight, or a dog-leg one axis at a time.
+
+    The same rule as a pass's slews (``PassRun.slew_legs``): azimuth first at the current
+    elevation (going down), or elevation first (going up to park); if neither dog-leg
+    passes the gate the straight slew's :class:`LimitViolation` is raised (with its reason).
+    """
+    try:
+        gate.check_slew(here, target, t_s)
+        return [target]
+    except LimitViolation as straight:
+        for corner in (AltAz(target.az_deg, here.el_deg), AltAz(here.az_deg, target.el_deg)):
+            try:
+                gate.check_target(corner, t_s)
+                gate.check_slew(here, corner, t_s)
+                gate.check_slew(corner, target, t_s)
+            except LimitViolation:
+                continue
+            return [corner, target]
+        raise straight from None
 
 
 @dataclass
@@ -128,6 +151,26 @@ class StationDevices:
     async def position(self) -> AltAz:
         """The mount's actual position (a read: retried once after a reconnect)."""
         return await self.mount.call(lambda m: m.position(), retries=1)
+
+    async def move_to(self, gate: SafetyGate, target: AltAz, t_s: float) -> None:
+        """Slew to ``target`` along a gate-approved path (straight or dog-leg)."""
+        gate.check_target(target, t_s)
+        for leg in gated_legs(gate, await self.position(), target, t_s):
+            await self.mount.call(lambda m, leg=leg: m.slew_to(leg))  # type: ignore[misc]
+
+    async def park(self, gate: SafetyGate, park: AltAz, t_s: float) -> None:
+        """Park the mount at ``park`` (its configured park position) through the gate.
+
+        The park target and the path to it are checked like any slew: a park position the
+        gate refuses (horizon mask, Sun) raises :class:`LimitViolation` before anything
+        moves; a refused straight path is flown as a gated dog-leg, the last leg by the
+        mount's own park command.
+        """
+        gate.check_target(park, t_s)
+        legs = gated_legs(gate, await self.position(), park, t_s)
+        for leg in legs[:-1]:
+            await self.mount.call(lambda m, leg=leg: m.slew_to(leg))  # type: ignore[misc]
+        await self.mount.call(lambda m: m.park(), retries=1)
 
     def usable(self, role: str) -> bool:
         """Whether ``role`` is configured and its link is not DEGRADED/FAILED/DISCONNECTED."""

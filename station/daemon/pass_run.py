@@ -33,12 +33,15 @@ from typing import Any
 import numpy as np
 
 from drivers.clock import Clock
-from drivers.datatypes import AltAz, ChannelConfig
+from drivers.datatypes import AltAz, ChannelConfig, Trajectory
 from drivers.errors import DeviceError, LimitViolation
+from drivers.interfaces import TimeTagger
+from drivers.supervision import Supervisor
 from station.config import StationConfig
 from station.daemon.devices import StationDevices
 from station.daemon.schedule import Entry, PassOutcome
 from station.daemon.states import PassState, PassStateMachine
+from station.daemon.stream_health import HealthAlarm, StreamHealth
 from station.recording import BundleWriter, RecordingError, bundle_dir_name
 from station.recording.timescale import EVENT_TIME_ZERO, TimescaleTracker
 from station.tracking.elements import OrbitElements, iso
@@ -53,10 +56,12 @@ log = logging.getLogger(__name__)
 Alarm = Callable[[str, str], Awaitable[None]]  #: (kind, message)
 
 DRAIN_S = 10.0  #: wall bound on draining the tagger stream after stop
+TAGGER_PROBE_S = 5.0  #: clock period of the tagger health probe under the "safe" policy
 PLAN_TRIES = 3
 REARM_S = 10.0  #: in tolerance this long (clock s) before a new pointing alarm
 EDGE_S = 1.0  #: planned track starts this long after AOS and ends before LOS (s)
 LAG_PERIOD_S = 0.1  #: the loop-lag probe's period (clock s)
+HEALTH_TICK_S = 0.5  #: how often a silent tagger stream is looked for (clock s)
 #: loop lag (clock s) above which a warped rehearsal stops being faithful: at the ~1 deg/s of
 #: a zenith pass, 0.05 s behind the line of sight is half the 0.1 deg receiver field of view
 LAG_ALARM_S = 0.05
@@ -99,6 +104,10 @@ class PassRun:
     batches) are what the controller publishes.
     """
 
+    #: why a device under the "safe" watchdog policy ended the pass ("" if none): the
+    #: controller puts the station in FAULT (until ``reset``) after the stow
+    safe_fault: str = ""
+
     def __init__(
         self,
         cfg: StationConfig,
@@ -122,6 +131,16 @@ class PassRun:
         self.errors_deg: list[float] = []  #: every monitor sample (5 Hz: ~3000 per pass)
         self.abort_reason = "aborted by operator"
         self.timescale = TimescaleTracker(cfg.daemon.timetagger.pps_channel)
+        analyzer_channels = cfg.daemon.analyzer.channels
+        self.health = StreamHealth(
+            channels=(
+                analyzer_channels.h,
+                analyzer_channels.v,
+                analyzer_channels.d,
+                analyzer_channels.a,
+            ),
+            pps_channel=cfg.daemon.timetagger.pps_channel,
+        )
         self.max_loop_lag_s = 0.0
         self.lag_episodes: list[dict[str, float]] = []
         self.max_stream_latency_s = 0.0
@@ -254,21 +273,63 @@ class PassRun:
             asyncio.create_task(self._compensation(), name="compensation"),
             asyncio.create_task(self._lag_probe(), name="lag"),
         ]
+        if self.devices.tagger is not None and self.cfg.daemon.watchdog.timetagger == "safe":
+            helpers.append(asyncio.create_task(self._tagger_probe(), name="tagger-probe"))
+        follow = asyncio.create_task(self._follow(commanded), name="follow")
+        reported = False
         try:
-            await self.devices.mount.call(lambda m: m.follow(commanded))
-            trail = self.plan.pass_.los_s + self.cfg.daemon.recording.trail_s
-            await self.clock.sleep_until(trail)
+            # the pass ends at LOS, or at once when a helper gives up under the "safe"
+            # policy (waveplate) or the stream fails and the tagger's policy is "safe"
+            watched: set[asyncio.Task[None]] = {follow, record, *helpers}
+            while not follow.done():
+                done, watched = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    if task is follow or task.cancelled() or task.exception() is None:
+                        continue
+                    failure = task.exception()
+                    assert failure is not None
+                    if task is record:
+                        if self._stream_failure_is_fatal(failure):
+                            reported = True
+                            await self._tagger_trouble(failure)
+                        continue  # degrade: reported when the recording is stopped
+                    raise failure
+            await follow
         except DeviceError:
-            self.mount_lost = True
+            if follow.done() and not follow.cancelled() and follow.exception() is not None:
+                self.mount_lost = True
             raise
         finally:
+            follow.cancel()
             for task in helpers:
                 task.cancel()
-            await asyncio.gather(*helpers, return_exceptions=True)
-            await self._stop_recording(record)
-        for task in helpers:  # a helper that gave up under the "safe" policy aborts the pass
-            if not task.cancelled() and task.exception() is not None:
-                raise task.exception()  # type: ignore[misc]
+            await asyncio.gather(follow, *helpers, return_exceptions=True)
+            await self._stop_recording(record, reported=reported)
+
+    def _stream_failure_is_fatal(self, failure: BaseException) -> bool:
+        """A tagger stream failure that ends the pass at once ([watchdog] timetagger "safe")."""
+        return self.cfg.daemon.watchdog.timetagger == "safe" and isinstance(failure, DeviceError)
+
+    async def _tagger_probe(self) -> None:
+        """Under ``[watchdog] timetagger = "safe"``: ask the tagger for its rates every
+        TAGGER_PROBE_S, so a tagger that stops answering (hang, disconnect) ends the pass at
+        once; a stream can keep flowing (or stall silently) while its controller is gone."""
+        tagger = self.devices.tagger
+        assert tagger is not None
+        while True:
+            await self.clock.sleep(TAGGER_PROBE_S)
+            try:
+                await tagger.call(lambda d: d.count_rates())
+            except DeviceError as exc:
+                await self._tagger_trouble(exc)
+                raise
+
+    async def _follow(self, commanded: Trajectory) -> None:
+        """Stream the trajectory to the mount and wait out the pass (to LOS + trail)."""
+        assert self.plan is not None
+        await self.devices.mount.call(lambda m: m.follow(commanded))
+        trail = self.plan.pass_.los_s + self.cfg.daemon.recording.trail_s
+        await self.clock.sleep_until(trail)
 
     async def _stow(self, reason: str) -> None:
         """Park the mount (checked by the safety gate); failure is reported as FAULT."""
@@ -359,12 +420,22 @@ class PassRun:
             return
         bundle = self.bundle
         await tagger.call(lambda d: d.start())
+        # a hung tagger stops the block loop, so the stall check runs on its own ticker
+        ticker = asyncio.create_task(self._health_ticker(), name="stream-health")
+        try:
+            await self._record_blocks(tagger, bundle)
+        finally:
+            ticker.cancel()
+            await asyncio.gather(ticker, return_exceptions=True)
+
+    async def _record_blocks(self, tagger: Supervisor[TimeTagger], bundle: BundleWriter) -> None:
         counts: dict[int, int] = {}
         window_start = self.clock.now()
         total = 0
         async for block in tagger.device.stream():
             await bundle.events.write(block)
             self.timescale.observe(block, self.clock.now())
+            await self._health_alarms(self.health.observe(block, self.clock.now()))
             gaps = bundle.events.gaps  # the recorder's own sequence check (every gap listed)
             if len(gaps) > len(self.stream_gaps):
                 for gap in gaps[len(self.stream_gaps) :]:
@@ -381,6 +452,18 @@ class PassRun:
                 self.telemetry["rates_hz"] = {str(c): round(r, 1) for c, r in sorted(rates.items())}
                 self.telemetry["events"] = total
                 counts, window_start = {}, now
+
+    async def _health_ticker(self) -> None:
+        """Look for a silent stream (hung, disconnected, frozen tagger) between blocks."""
+        while True:
+            await self.clock.sleep(HEALTH_TICK_S)
+            await self._health_alarms(self.health.tick(self.clock.now()))
+
+    async def _health_alarms(self, alarms: list[HealthAlarm]) -> None:
+        """Publish what the stream-health monitor found (station/daemon/stream_health.py)."""
+        for alarm in alarms:
+            message = f"recovered: {alarm.message}" if alarm.cleared else alarm.message
+            await self._alarm(alarm.kind, message)
 
     async def _stream_gap(self, after: int, got: int, kind: str) -> None:
         """A hole (or a step back) in the tagger's block numbers: events never reached us.
@@ -402,8 +485,11 @@ class PassRun:
             "quality marks its events incomplete",
         )
 
-    async def _stop_recording(self, record: asyncio.Task[None]) -> None:
-        """Stop acquisition and drain what the tagger still has (bounded)."""
+    async def _stop_recording(self, record: asyncio.Task[None], *, reported: bool = False) -> None:
+        """Stop acquisition and drain what the tagger still has (bounded).
+
+        ``reported``: a stream failure was already alarmed (and raised) by the track.
+        """
         tagger = self.devices.tagger
         if tagger is not None and self.bundle is not None:
             try:
@@ -415,15 +501,20 @@ class PassRun:
             record.cancel()
             await asyncio.gather(record, return_exceptions=True)
             await self._alarm("timetagger", f"stream did not end within {DRAIN_S:g} s of stop")
+        elif record.cancelled():
+            pass
         elif (failure := record.exception()) is not None:
             if isinstance(failure, RecordingError):
                 raise failure
-            await self._tagger_trouble(failure)
+            if not reported:
+                await self._tagger_trouble(failure)
 
     async def _tagger_trouble(self, exc: BaseException | None) -> None:
-        message = f"time tagger stream failed: {exc}"
+        message = f"time tagger failed: {exc}"
         await self._alarm("timetagger", message)
-        if self.cfg.daemon.watchdog.timetagger == "safe" and isinstance(exc, DeviceError):
+        if exc is not None and self._stream_failure_is_fatal(exc):
+            assert isinstance(exc, DeviceError)
+            self.safe_fault = f'time tagger ([watchdog] timetagger = "safe"): {exc}'
             raise exc
 
     async def _finish_recording(self, status: str) -> None:
@@ -523,6 +614,7 @@ class PassRun:
             "faithful": faithful,
             "events_complete": not self.stream_gaps,
             "stream_gaps": self.stream_gaps,
+            "stream_health": self.health.summary(),
             "max_loop_lag_s": round(self.max_loop_lag_s, 4),
             "lag_alarm_s": LAG_ALARM_S,
             "lag_episodes": self.lag_episodes,
@@ -562,6 +654,7 @@ class PassRun:
         except DeviceError as exc:
             await self._alarm("hwp", f"polarization compensation failed: {exc}")
             if self.cfg.daemon.watchdog.hwp == "safe":
+                self.safe_fault = f'waveplate ([watchdog] hwp = "safe"): {exc}'
                 raise
             return
         self._last_hwp = command
@@ -591,6 +684,7 @@ class PassRun:
         except DeviceError as exc:
             await self._alarm("hwp", f"homing the compensation plate failed: {exc}")
             if self.cfg.daemon.watchdog.hwp == "safe":
+                self.safe_fault = f'waveplate ([watchdog] hwp = "safe"): {exc}'
                 raise
 
     async def _compensation(self) -> None:
