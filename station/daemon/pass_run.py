@@ -38,7 +38,7 @@ from drivers.errors import DeviceError, LimitViolation
 from drivers.interfaces import TimeTagger
 from drivers.supervision import Supervisor
 from station.config import StationConfig
-from station.daemon.devices import StationDevices
+from station.daemon.devices import StationDevices, gated_legs
 from station.daemon.schedule import Entry, PassOutcome
 from station.daemon.states import PassState, PassStateMachine
 from station.daemon.stream_health import HealthAlarm, StreamHealth
@@ -212,22 +212,10 @@ class PassRun:
 
         A straight two-axis slew down to a low pre-position can dip under a rising
         horizon mask (or a wall) before the azimuth arrives; slewing in azimuth at the
-        current elevation first, then descending, is what a careful operator does.
+        current elevation first, then descending, is what a careful operator does. The
+        same rule as the operator's park and goto (:func:`gated_legs`).
         """
-        try:
-            self.gate.check_slew(here, target, t_s)
-            return [target]
-        except LimitViolation as straight:
-            # azimuth first (going down to a pre-position), elevation first (going up to park)
-            for corner in (AltAz(target.az_deg, here.el_deg), AltAz(here.az_deg, target.el_deg)):
-                try:
-                    self.gate.check_target(corner, t_s)
-                    self.gate.check_slew(here, corner, t_s)
-                    self.gate.check_slew(corner, target, t_s)
-                except LimitViolation:
-                    continue
-                return [corner, target]
-            raise straight from None
+        return gated_legs(self.gate, here, target, t_s)
 
     async def _preposition(self) -> None:
         self.plan = plan = await self._plan()
