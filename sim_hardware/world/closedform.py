@@ -28,7 +28,6 @@ import numpy as np
 import numpy.typing as npt
 
 from drivers.datatypes import AltAz
-from sim_hardware.world import link
 from sim_hardware.world.config import jitter_sigma_ps
 from sim_hardware.world.world import World
 
@@ -130,9 +129,3 @@ def expect_pass(
         coincidence_rate=rate,
         accidental_rate=acc,
     )
-
-
-def coupling_of(world: World, station: str, pointing: Pointing, t: float) -> float:
-    """Receiver coupling of a pointing at POSIX ``t`` (for reports and tests)."""
-    st = next(s for s in world.config.stations if s.name == station)
-    return link.receiver_coupling(pointing(t).separation_deg(world.line_of_sight(station, t)), st)

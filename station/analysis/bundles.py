@@ -23,12 +23,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 import numpy.typing as npt
 
 from station.analysis.errors import BundleUnusable, MissingMetadata
+from station.analysis.statistics import State
 from station.recording.errors import RecordingError
 from station.recording.manifest import read_manifest
 from station.recording.reader import iter_blocks
@@ -59,7 +60,7 @@ class AnalyzerInfo:
     """What the analyzer's outputs measured (source-frame angles, deg) and the run's mode."""
 
     mode: str  #: "key" or "bell"
-    source_state: str  #: "psi+" or "phi+"
+    source_state: State
     angle_h_deg: float  #: source-frame angle of the H output (arm 0, "+")
     angle_d_deg: float  #: source-frame angle of the D output (arm 1, "+")
     parity: int
@@ -151,10 +152,16 @@ def _analyzer(manifest: dict[str, Any], where: Path) -> AnalyzerInfo:
             "followed the wrong frame sign; record the pass again"
         )
     angles = a["source_frame_angles_deg"]
+    state = a.get("source_state")
+    if state != "psi+" and state != "phi+":
+        raise MissingMetadata(
+            f"{where}: the manifest's analyzer.source_state is {state!r}; expected one of "
+            f"{list(get_args(State))}"
+        )
     try:
         return AnalyzerInfo(
             mode=str(a["mode"]),
-            source_state=str(a["source_state"]),
+            source_state=state,
             angle_h_deg=float(angles["H"]),
             angle_d_deg=float(angles["D"]),
             parity=int(a.get("parity", 0)),

@@ -201,9 +201,7 @@ def main_analyze(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="qgs analyze")
     sub = parser.add_subparsers()
     register(sub)
-    args = parser.parse_args(["analyze", *argv])
-    result = run(args)
-    return result
+    return run(parser.parse_args(["analyze", *argv]))
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -145,6 +145,20 @@ def pair_differences(
     return PairDiffs(d, tau, ia)
 
 
+def _around(
+    t_a: NDArray[np.int64], t_b: NDArray[np.int64], est: OffsetEstimate, window_ps: float
+) -> PairDiffs:
+    """Pair differences within ±``window_ps`` of the estimate's offset line (refine, track)."""
+    return pair_differences(
+        t_a,
+        t_b,
+        center_ps=est.offset_ps,
+        half_range_ps=window_ps,
+        freq=est.freq,
+        t_ref_ps=est.t_ref_ps,
+    )
+
+
 @numba.njit(cache=True)
 def _windows(
     t_a: NDArray[np.int64],
@@ -469,14 +483,7 @@ def refine(
     least-squares line; it needs no hand-set gate and stays unbiased under heavy background.
     Returns ``est`` with offset, freq, width, n_peak and 1-sigma errors updated.
     """
-    pd = pair_differences(
-        t_a,
-        t_b,
-        center_ps=est.offset_ps,
-        half_range_ps=window_ps,
-        freq=est.freq,
-        t_ref_ps=est.t_ref_ps,
-    )
+    pd = _around(t_a, t_b, est, window_ps)
     if pd.d.size < 3:
         raise NoCorrelation(
             f"Refinement found {pd.d.size} pairs within +-{window_ps:.3g} ps of offset "
@@ -634,14 +641,7 @@ def track_offset(
     clocks); each coincidence measures x with the peak's Gaussian sigma (``est.width_ps``).
     Candidates whose innovation exceeds ``gate_sigma`` are treated as accidentals.
     """
-    pd = pair_differences(
-        t_a,
-        t_b,
-        center_ps=est.offset_ps,
-        half_range_ps=window_ps,
-        freq=est.freq,
-        t_ref_ps=est.t_ref_ps,
-    )
+    pd = _around(t_a, t_b, est, window_ps)
     if pd.d.size < 3:
         raise NoCorrelation(
             f"Tracking found {pd.d.size} pairs within +-{window_ps:.3g} ps of the offset line."

@@ -28,7 +28,6 @@ import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -37,7 +36,7 @@ from drivers.datatypes import ChannelMap
 from station.analysis import coincidences as co
 from station.analysis import statistics as stats
 from station.analysis.bundles import StationData
-from station.analysis.errors import BundlesMismatch, NoCorrelation
+from station.analysis.errors import BundlesMismatch, MissingMetadata, NoCorrelation
 from station.analysis.key import KeyParams, KeyResult, SiftedKey, distill, sift
 from station.analysis.offset import (
     OffsetEstimate,
@@ -169,20 +168,19 @@ def check_pair(a: StationData, b: StationData) -> None:
         raise BundlesMismatch(f"{empty.path}: no analyzer events were recorded")
 
 
-def _utc_span(tt: TimeTransfer, st: StationData, ref: int) -> tuple[int, int]:
-    ends = tt.to_utc_ps(np.array([st.t_ps[0], st.t_ps[-1]], np.int64), ref)
-    return int(ends[0]), int(ends[1])
-
-
-def _prior(a: StationData, b: StationData, ref: int, lo_ps: int, hi_ps: int) -> OrbitPrior:
+def _tle(a: StationData, b: StationData) -> tuple[str, str]:
     tle = a.tle or b.tle
     if tle is None:
-        from station.analysis.errors import MissingMetadata
-
         raise MissingMetadata(
             f"{a.path}: neither manifest has the TLE the pass was predicted from; the orbit "
             "prior needs it"
         )
+    return tle
+
+
+def _prior(
+    a: StationData, b: StationData, tle: tuple[str, str], ref: int, lo_ps: int, hi_ps: int
+) -> OrbitPrior:
     return orbit_prior(
         tle,
         _site(a),
@@ -249,7 +247,8 @@ def analyze_pair(
     t_b_utc = tt_b.to_utc_ps(b.t_ps, ref)
     lo = min(int(t_a[0]), int(t_b_utc[0]))
     hi = max(int(t_a[-1]), int(t_b_utc[-1]))
-    prior = _prior(a, b, ref, lo, hi)
+    tle = _tle(a, b)
+    prior = _prior(a, b, tle, ref, lo, hi)
     t_b = remove_flight_time(prior, t_b_utc, ref)
     # the flight-time correction is monotonic but B's own order must survive rounding
     if t_b.size > 1 and np.any(np.diff(t_b) < 0):
@@ -308,11 +307,10 @@ def analyze_pair(
     if t_b2.size > 1 and np.any(np.diff(t_b2) < 0):
         order = np.argsort(t_b2, kind="stable")
         t_b2, t_b_utc, b_code = t_b2[order], t_b_utc[order], b_code[order]
-    width = float(est.width_ps)
-    window = opt.window_ps or co.window_from_width(width, k=opt.window_k_sigma)
+    window = opt.window_ps or co.window_from_width(float(est.width_ps), k=opt.window_k_sigma)
     pairs = co.match(t_a, t_b2, window_ps=window)
+    code_a, code_b = a.code[pairs.idx_a], b_code[pairs.idx_b]  #: each pair's outputs
     displacements = [s * k * ACCIDENTAL_UNIT_PS for k in ACCIDENTAL_STEPS for s in (-1, 1)]
-    order4 = CODES
     acc = co.accidentals(
         t_a,
         t_b2,
@@ -320,16 +318,13 @@ def analyze_pair(
         displacements_ps=displacements,
         ch_a=a.code,
         ch_b=b_code,
-        channels_a=order4,
-        channels_b=order4,
+        channels_a=CODES,
+        channels_b=CODES,
     )
-    matrix = co.count_matrix(a.code[pairs.idx_a], b_code[pairs.idx_b], order4, order4)
+    matrix = co.count_matrix(code_a, code_b, CODES, CODES)
+    state = a.analyzer.source_state
     summary = stats.summarise(
-        matrix,
-        a.analyzer.arm_angles,
-        b.analyzer.arm_angles,
-        a.analyzer.source_state,  # type: ignore[arg-type]
-        accidentals_matrix=acc.matrix,
+        matrix, a.analyzer.arm_angles, b.analyzer.arm_angles, state, accidentals_matrix=acc.matrix
     )
     # locality: real detection times on UTC (B not shifted by the flight-time difference)
     dist = _distance_m(a, b)
@@ -344,8 +339,6 @@ def analyze_pair(
     rates = stats.car_series(pair_t_a, acc_per_bin, start_ps=start, stop_ps=stop, bin_ps=bin_ps)
     edges = rates.bin_edges_ps
     mids = ref + ((edges[:-1] + edges[1:]) / 2).astype(np.float64) / PS
-    tle = a.tle or b.tle
-    assert tle is not None
     elev = (_elevation(a, tle, mids), _elevation(b, tle, mids))
     singles = (
         np.histogram(t_a, bins=edges)[0] / opt.rate_bin_s,
@@ -355,14 +348,10 @@ def analyze_pair(
     hist = co.histogram(t_a, t_b2, half_range_ps=100 * hist_bin, bin_ps=hist_bin)
     sifted = None
     if a.analyzer.mode == "key" and b.analyzer.mode == "key" and len(pairs):
-        arm_a, bit_a = _arm_bit(a.code[pairs.idx_a])
-        arm_b, bit_b = _arm_bit(b_code[pairs.idx_b])
+        arm_a, bit_a = _arm_bit(code_a)
+        arm_b, bit_b = _arm_bit(code_b)
         anti = tuple(
-            stats.ideal_correlation(
-                a.analyzer.arm_angles[j],
-                b.analyzer.arm_angles[j],
-                a.analyzer.source_state,  # type: ignore[arg-type]
-            )
+            stats.ideal_correlation(a.analyzer.arm_angles[j], b.analyzer.arm_angles[j], state)
             < 0.0
             for j in (0, 1)
         )
@@ -391,8 +380,8 @@ def analyze_pair(
         histogram=hist,
         pair_t_ps=pair_t_a,
         pair_dt_ps=pairs.dt_ps,
-        pair_code_a=a.code[pairs.idx_a],
-        pair_code_b=b_code[pairs.idx_b],
+        pair_code_a=code_a,
+        pair_code_b=code_b,
         offset_series=(grid, np.asarray(track.at(grid), np.float64)),
         notes=notes,
     )
@@ -405,31 +394,4 @@ def distill_key(
     parts = [r.sifted for r in results if r.sifted is not None and len(r.sifted.a_bits)]
     if not parts:
         return None
-    pooled = SiftedKey(
-        np.concatenate([p.a_bits for p in parts]),
-        np.concatenate([p.b_bits for p in parts]),
-        np.concatenate([p.arm for p in parts]),
-        (sum(p.n_per_basis[0] for p in parts), sum(p.n_per_basis[1] for p in parts)),
-    )
-    return distill(pooled, params=params or KeyParams(), seed=seed)
-
-
-def no_correlation_hint(exc: NoCorrelation) -> str:
-    """The one sentence for a flat correlation, with what to check."""
-    return (
-        f"{exc.message} Check that both bundles are from one pass and that each station "
-        "pointed at the satellite (pointing.csv, rates.csv)."
-    )
-
-
-def summary_line(r: PairResult) -> dict[str, Any]:
-    """A few headline figures (for logs and the CLI's text output)."""
-    q = r.summary.qber
-    s = r.summary.chsh
-    return {
-        "coincidences": r.coincidences,
-        "accidentals": round(r.accidentals.mean, 2),
-        "qber": None if q is None else round(q.qber, 4),
-        "s": None if s is None else round(s.s, 3),
-        "sigma_s": None if s is None else round(s.sigma_s, 3),
-    }
+    return distill(SiftedKey.concatenate(parts), params=params or KeyParams(), seed=seed)

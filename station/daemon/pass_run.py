@@ -143,7 +143,6 @@ class PassRun:
         )
         self.max_loop_lag_s = 0.0
         self.lag_episodes: list[dict[str, float]] = []
-        self.max_stream_latency_s = 0.0
         #: discontinuities of the tagger's block sequence seen while recording (alarmed)
         self.stream_gaps: list[dict[str, int]] = []
         self.mount_lost = False
@@ -422,8 +421,9 @@ class PassRun:
         total = 0
         async for block in tagger.device.stream():
             await bundle.events.write(block)
-            self.timescale.observe(block, self.clock.now())
-            await self._health_alarms(self.health.observe(block, self.clock.now()))
+            received = self.clock.now()
+            self.timescale.observe(block, received)
+            await self._health_alarms(self.health.observe(block, received))
             gaps = bundle.events.gaps  # the recorder's own sequence check (every gap listed)
             if len(gaps) > len(self.stream_gaps):
                 for gap in gaps[len(self.stream_gaps) :]:
@@ -611,7 +611,6 @@ class PassRun:
             "note": "faithful: the control loops never fell more than lag_alarm_s behind the "
             "clock" if faithful else "NOT faithful: the control loops fell behind the clock "
             "(see lag_episodes); pointing and compensation lagged the satellite",
-            "event_time_zero": EVENT_TIME_ZERO,
         }
 
     def _theta(self, t_s: float) -> float:

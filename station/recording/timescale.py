@@ -119,14 +119,3 @@ class TimescaleTracker:
         else:
             out.update(anchor=None, tagger_epoch_utc=None, note="no event was recorded")
         return out
-
-
-def anchor_of(manifest: dict[str, Any]) -> dict[str, Any] | None:
-    """The ``timescale.anchor`` of a manifest, or None (older bundles have none)."""
-    ts = manifest.get("timescale")
-    if not isinstance(ts, dict):
-        return None
-    anchor = ts.get("anchor")
-    return anchor if isinstance(anchor, dict) else None
-
-

@@ -63,11 +63,6 @@ def make_bus(broker: BrokerConfig, plant: Plant) -> StationBus:
     return bus
 
 
-@pytest.fixture(params=["v5", "v311"])
-def broker_config(request: pytest.FixtureRequest, mosquitto: Broker) -> BrokerConfig:
-    return BrokerConfig(host=mosquitto.host, port=mosquitto.port, protocol=request.param)
-
-
 @pytest.fixture
 async def station(broker_config: BrokerConfig) -> AsyncIterator[tuple[StationBus, Plant]]:
     plant = Plant()

@@ -165,7 +165,6 @@ def test_compensation_off_raises_qber_as_the_frame_predicts() -> None:
     r = _analyze(world, hwp=lambda t: 0.0)
     grid = np.arange(T0, T0 + SPAN_S, 0.5)
     v = world.config.source.visibility
-    th_a = np.array([world.truth("delingha", t)["theta_deg"] for t in grid])
     th_b = np.array([world.truth("lijiang", t)["theta_deg"] for t in grid])
     # Delingha stays compensated (its plate follows the world), Lijiang's plate is at 0:
     # its outputs measure β − Θ_B, so both bases see an error angle Θ_B.
@@ -174,7 +173,6 @@ def test_compensation_off_raises_qber_as_the_frame_predicts() -> None:
     assert q is not None
     assert q.qber == pytest.approx(predicted, abs=3.0 * q.sigma_qber + 0.01), (q, predicted)
     assert predicted > 0.1  # the test is not vacuous: the frame really is off at this time
-    del th_a
 
 
 def test_a_mispointed_station_loses_the_predicted_coincidences() -> None:
