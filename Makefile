@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test test-slow lint bench clean
+.PHONY: setup demo test test-slow lint bench reliability clean
 
 # Idempotent set-up: (re)install only when pyproject.toml changed.
 $(STAMP): pyproject.toml
@@ -25,12 +25,17 @@ test-slow: setup
 	$(PY) -m pytest -m "slow" -q
 
 lint: setup
-	$(VENV)/bin/ruff check drivers station sim_hardware tests bench
-	$(VENV)/bin/mypy drivers station sim_hardware bench
+	$(VENV)/bin/ruff check drivers station sim_hardware tests bench reliability
+	$(VENV)/bin/mypy drivers station sim_hardware bench reliability
 
 bench: setup
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[bench]'
 	$(PY) -m bench
+
+# Fault matrix, kill -9 trials, fuzzing, security counts, bridged outage -> docs/reliability.md
+# (real processes, ~30 min; a fast subset runs in `make test`). `--quick` for a smoke run.
+reliability: setup
+	$(PY) -m reliability
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

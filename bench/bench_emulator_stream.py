@@ -122,7 +122,8 @@ def _baseline(n: int) -> None:
 
 async def _stream(model: TimeTaggerModel, slice_s: float) -> tuple[int, float]:
     ctx = zmq.asyncio.Context()
-    async with IdqServer(model, slice_s=slice_s) as server:
+    # the baseline client uses `--channel all` and port 0: qgs extensions of the emulator
+    async with IdqServer(model, slice_s=slice_s, extensions=True) as server:
         req = ctx.socket(zmq.REQ)
         pair = ctx.socket(zmq.PAIR)
         try:

@@ -75,7 +75,9 @@ def _emulator(conn: Connection) -> None:
         return best
 
     async def serve() -> None:
-        async with IdqServer(model, slice_s=SLICE_S, name="bench") as server:
+        # the raw baseline reads `--channel all` (a qgs extension); the driver uses the documented
+        # per-input streams of the same server
+        async with IdqServer(model, slice_s=SLICE_S, name="bench", extensions=True) as server:
             conn.send(server.url)
             while (command := await asyncio.to_thread(conn.recv)) != "stop":
                 if command == "generation":  # nothing streams now: the CPU is the model's

@@ -11,6 +11,7 @@ otherwise be silently replaced by its default.
 
 from __future__ import annotations
 
+import copy
 import math
 import tomllib
 from collections.abc import Iterable, Mapping
@@ -34,6 +35,8 @@ def load_toml(path: str | Path) -> Table:
         raise ConfigError(f"cannot read file: {exc.strerror}", source=str(p)) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"not valid TOML: {exc}", source=str(p)) from None
+    except ValueError as exc:  # an integer beyond Python's 4300-digit conversion limit
+        raise ConfigError(f"not usable TOML: {exc}", source=str(p)) from None
     return Table(data, source=str(p))
 
 
@@ -58,6 +61,10 @@ class Table:
 
     def keys(self) -> Iterable[str]:
         return self._data.keys()
+
+    def raw_data(self) -> dict[str, Any]:
+        """A deep copy of the table's data (to derive a modified config from)."""
+        return copy.deepcopy(self._data)
 
     def raw(self, name: str, default: Any = ...) -> Any:
         self._used.add(name)

@@ -28,6 +28,7 @@ from pathlib import Path
 from drivers.clock import WarpClock, WarpSpec
 from drivers.config import Table, load_toml
 from drivers.errors import ConfigError
+from sim_hardware.overrides import apply_overrides
 from sim_hardware.rig import Rig
 from sim_hardware.world import load_world_config
 
@@ -46,6 +47,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--rate", type=float, help="without --clock: warp rate (default: [rig] rate)")
     p.add_argument("--seed", type=int, help="override rig.seed")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one config input, e.g. stations.delingha.optics_loss_db=11.6 "
+        "(repeatable; sim_hardware/overrides.py)",
+    )
     p.add_argument("--log-level", default="WARNING", help="logging level (default WARNING)")
     return p
 
@@ -100,6 +109,9 @@ def make_clock(args: argparse.Namespace, config: Table) -> WarpClock:
 
 async def _run(args: argparse.Namespace) -> int:
     config = load_toml(args.config)
+    if args.set:
+        data = apply_overrides(config.raw_data(), args.set)
+        config = Table(data, source=f"{config.source} (with --set)")
     clock = make_clock(args, config)
     rig = Rig(config, clock, seed=args.seed)
     stop = asyncio.Event()

@@ -11,7 +11,8 @@ A rig config (``configs/rig/*.toml``) has:
 - ``[devices.<station>.mount]``, ``.hwp`` (ELL14 on a pty), optional ``.smc100`` and
   ``.timetagger`` (IDQ on zmq): per-device settings, ports 0 = any free port. With a world,
   the device stations must be the world's stations, and a tagger needs at least as many
-  inputs as the highest channel the world uses (h/v/d/a and pps, e.g. 8).
+  inputs as the highest channel the world uses (h/v/d/a and pps, e.g. 8). The tagger serves
+  the documented IDQ protocol only unless ``extensions = true`` (qgs additions, opt-in).
 - ``[[faults]]``: ``device = "<station>.<mount|hwp|smc100|timetagger>"``, ``kind`` (a
   :class:`FaultKind` value), ``at_s`` (clock seconds after the clock epoch), optional
   ``duration_s`` and parameters ``delay_s``, ``channel``, ``jump_ps``, ``code``.
@@ -276,6 +277,9 @@ class Rig:
         n = t.integer("channels", 4, min=1, max=64)
         scpi_port = t.integer("scpi_port", 0, min=0, max=65535)
         dlt_port = t.integer("dlt_port", 0, min=0, max=65535)
+        # qgs wire extensions of the IDQ emulator (sim_hardware/servers/idq.py): off = only
+        # what protocols.md §3a documents, as a real ID1000 + DataLinkTarget
+        extensions = t.boolean("extensions", False)
         source: EventSource
         if self.world is not None:
             if "poisson_rates" in t:
@@ -310,6 +314,7 @@ class Rig:
             dlt_port=dlt_port,
             slice_s=self.slice_s,
             name=f"{plant.name}.timetagger",
+            extensions=extensions,
         )
         await server.start()
         plant.closers.append(server)

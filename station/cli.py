@@ -21,9 +21,11 @@ COMMAND_MODULES = (
     "station.recording.commands",
     "station.analysis.commands",
     "station.daemon.commands",
+    "station.network.commands",
     "station.rig_command",
     "station.devices_command",
     "station.monitor",
+    "station.dashboard.commands",
 )
 
 

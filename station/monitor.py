@@ -40,6 +40,8 @@ class StationView:
     rates_hz: dict[str, float] = field(default_factory=dict)
     alarms: deque[str] = field(default_factory=lambda: deque(maxlen=5))
     telemetry_gaps: int = 0
+    #: a coordinator's live classical-channel figures (``telemetry/live``), one line
+    live: str = "-"
     _seq: dict[str, int] = field(default_factory=dict)
 
 
@@ -62,7 +64,9 @@ class MonitorModel:
             return
         view = self.stations.setdefault(station, StationView(station))
         if kind == "status":
-            session = int(body.get("session", 0))
+            session = body.get("session", 0)
+            if not isinstance(session, int) or isinstance(session, bool):
+                session = 0  # a malformed retained status must not stop the monitor
             # A Will from an older session (broker session takeover) must not win.
             if session >= view.session:
                 view.session = session
@@ -95,11 +99,33 @@ class MonitorModel:
             rates = body.get("rates_hz")
             if isinstance(rates, dict):
                 view.rates_hz = {str(k): float(v) for k, v in rates.items()}
+        elif stream == "live":
+            view.live = live_line(body)
+
+
+def live_line(body: dict[str, Any]) -> str:
+    """``telemetry/live`` as one line: window, coincidences, rate, S ± σ, QBER ± σ."""
+    if not body.get("locked"):
+        frames = sum(body.get("frames", {}).values())
+        return f"{body.get('window_id', '?')}: searching ({frames} frames)"
+    parts = [f"{body.get('window_id', '?')}: {body.get('coincidences', 0)} coinc"]
+    for key, label, scale, unit in (
+        ("rate_hz", "", 1.0, "/s"),
+        ("s", "S ", 1.0, ""),
+        ("qber", "QBER ", 100.0, "%"),
+    ):
+        value = body.get(key)
+        if isinstance(value, int | float):
+            sigma = body.get(f"{key}_sigma")
+            err = f"±{sigma * scale:.2f}" if isinstance(sigma, int | float) else ""
+            parts.append(f"{label}{value * scale:.2f}{err}{unit}")
+    return " ".join(parts)
 
 
 def render(model: MonitorModel) -> Table:
     table = Table(title="qgs stations", expand=True)
-    for column in ("station", "link", "summary", "pass", "pointing err", "rates (Hz)", "alarms"):
+    columns = ("station", "link", "summary", "pass", "pointing err", "rates (Hz)", "live", "alarms")
+    for column in columns:
         table.add_column(column)
     for name in sorted(model.stations):
         v = model.stations[name]
@@ -113,6 +139,7 @@ def render(model: MonitorModel) -> Table:
             v.pass_state,
             err,
             rates,
+            v.live,
             "\n".join(v.alarms) or "-",
         )
     return table

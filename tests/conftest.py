@@ -161,7 +161,12 @@ def mosquitto_unix(tmp_path: Path) -> Iterator[Broker]:
 
 
 #: users of the secured broker and their passwords (roles of configs/mosquitto/qgs.acl)
-TEST_USERS = {"station": "st-pass", "operator": "op-pass", "monitor": "mon-pass"}
+TEST_USERS = {
+    "station": "st-pass",
+    "operator": "op-pass",
+    "monitor": "mon-pass",
+    "coordinator": "co-pass",
+}
 
 
 @pytest.fixture

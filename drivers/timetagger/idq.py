@@ -1,33 +1,42 @@
-"""IDQ ID1000-style time controller: SCPI over ZeroMQ REQ/REP plus a DataLinkTarget stream.
+"""IDQ ID1000 time controller: SCPI over ZeroMQ REQ/REP plus DataLinkTarget streams.
 
-The wire is what ``docs/devices/idq-emulator.md`` (and ``sim_hardware/servers/idq.py``)
-define, from protocols.md §3a:
+The wire is IDQ's, as protocols.md §3a documents it; the driver needs nothing more
+(docs/devices/idq-emulator.md says what the emulator adds, opt-in):
 
 - **Control**: SCPI text over a ZeroMQ REQ socket (the device's port 5555). Every request gets
   one reply frame: one line per query (``\\n``-joined), an empty frame for a set command, a
-  line ``SCPI_ERR_<KIND>: <detail>`` for a failing command. Inputs are numbered from 1.
-  ``INPU<n>:COUN?`` is the count over the input's integration time
-  (``INPU<n>:COUN:INTE?``, ms), so a rate is count / integration time.
-- **DataLinkTarget** (DLT; real port 6060): a second REQ socket, CLI-style requests, JSON
-  replies, errors ``{"error": {"description": ...}}``. ``start-stream --address <host>
-  --channel all --stream-port <port|0>`` answers ``{"id", "stream_port"}``; the driver
-  connects a PAIR socket there. ``stop --id <id>`` ends the stream with a zero-length
-  message; ``status --id <id>`` is the liveness check of a quiet stream.
-- **Stream**: ``--channel all`` (a qgs extension of the DLT, see
-  :mod:`drivers.timetagger.idqformat`): two-frame blocks ``[header, records]`` with a
-  per-stream sequence number (a jump = lost blocks, reported as a gap), int64 ps times and
-  1-based channels. Back-pressure, not drops: a bounded block queue plus ZeroMQ high-water
-  marks on both ends hold the sender back while the consumer is behind.
+  line containing ``SCPI_ERR_<KIND>`` for a failing command. Inputs are numbered from 1.
+  Acquisition: ``RAW<n>:SEND ON`` per enabled input, then ``REC:ENABle ON`` and ``REC:PLAY``
+  (§3a's sequence), ``REC:STAGe?`` must then say ``PLAYING``; ``REC:STOP`` ends it.
+- **DataLinkTarget** (DLT; port 6060 on the host running it): a second REQ socket, CLI-style
+  requests, JSON replies, errors ``{"error": {"description": ...}}``. Per enabled input
+  ``start-stream --address <host> --channel <n> --stream-port <port>`` answers ``{"id"}``;
+  the driver chooses the port (a free local port, or ``stream=<base>`` + n, as IDQ's
+  example uses 4241 + n) and connects a PAIR socket there. ``stop --id <id>`` ends that
+  stream with a zero-length message.
+- **Streams**: one per input, bare little-endian uint64 timestamps (§3a), merged in time
+  order into EventBlocks by :mod:`drivers.timetagger.idqstreams` /
+  :mod:`drivers.timetagger.merge` (watermark, stall rule and bound are described there).
+  Block ``seq`` numbers are the driver's (0, 1, 2, ...): the documented stream carries
+  none, so a message lost between the DLT and the driver cannot be detected here (ZeroMQ's
+  PAIR over TCP does not drop; the DLT's own losses are invisible, as on real hardware).
+  Back-pressure, not drops: a bounded block queue, a bounded hold-back per input and ZeroMQ
+  high-water marks hold the sender back while the consumer is behind.
+- **Optional probes** (not in §3a; a refusal is logged once and changes nothing): ``list``
+  on the DLT at connect (any JSON reply proves the DLT answers), and
+  ``INPU<n>:COUN:INTE?`` for the counter integration time of :meth:`count_rates`; refused,
+  the driver assumes :data:`DEFAULT_INTEGRATION_MS`.
 - A REQ socket that timed out cannot send again; the transport
   (:mod:`drivers.transport.zmqreq`) closes and recreates it, so the next request starts clean.
 
 Every awaited request is bounded by ``timeout_s`` (wall seconds); a quiet stream is checked
-with a bounded DLT ``status`` request every ``idle_s``; a dead device therefore surfaces as
+with a bounded ``REC:STAG?`` every ``idle_s``; a dead device therefore surfaces as
 :class:`~drivers.errors.DeviceTimeout` (or NotConnected), never as a hang.
 
-URL: ``idq+zmq://<host>:<scpi port>?dlt=<port>&dlt_host=<host>&stream=<port>&channels=<n>
-&timeout_s=<s>&idle_s=<s>`` (defaults: dlt 6060 on the SCPI host, stream 0 = the DLT picks
-a port, inputs asked of the device, 2 s, 10 s). The rig prints ``idq+zmq://127.0.0.1:<scpi>?dlt=<dlt>``.
+URL: ``idq+zmq://<host>:<scpi port>?dlt=<port>&dlt_host=<host>&stream=<base port>
+&channels=<n>&timeout_s=<s>&idle_s=<s>&stall_s=<s>&hold=<events>`` (defaults: dlt 6060 on
+the SCPI host, stream 0 = free local ports (4241 + n when the DLT host is not this
+machine), inputs asked of the device, 2 s, 10 s, 0.25 s, 2^18 events per input). The rig prints ``idq+zmq://127.0.0.1:<scpi>?dlt=<dlt>``.
 """
 
 from __future__ import annotations
@@ -37,6 +46,7 @@ import json
 import logging
 import math
 import re
+import socket
 from collections.abc import AsyncIterator, Mapping
 
 from drivers.clock import Clock
@@ -51,10 +61,9 @@ from drivers.errors import (
 )
 from drivers.registry import DeviceURL
 from drivers.timetagger.blockstream import QUEUE_BLOCKS, BlockStream, Gap
-from drivers.timetagger.idqformat import decode_block
+from drivers.timetagger.idqstreams import MAX_PENDING, STALL_S, MergedStreams
 from drivers.transport.message import MessageTransport
 from drivers.transport.url import ZmqAddress, parse_transport_url
-from drivers.transport.zmqstream import ZmqStream, open_zmq_stream
 
 log = logging.getLogger(__name__)
 
@@ -62,9 +71,11 @@ DEFAULT_INPUTS = 4  #: ID1000 inputs 1..4 (probed in one chained query)
 MAX_INPUTS = 255  #: EventBlock channels are uint8
 DEFAULT_DLT_PORT = 6060
 REQUEST_TIMEOUT_S = 2.0  #: wall seconds for one SCPI or DLT round trip
-IDLE_TIMEOUT_S = 10.0  #: wall seconds of a quiet stream before the DLT is asked if it lives
+IDLE_TIMEOUT_S = 10.0  #: wall seconds of a quiet stream before the device is asked if it lives
+IDQ_STREAM_BASE = 4241  #: IDQ's example streams input n on port 4241 + n (§3a)
+STREAM_PORT_TRIES = 3  #: free ports offered to the DLT per input before giving up
+DEFAULT_INTEGRATION_MS = 1000.0  #: counter integration assumed when it cannot be asked (⚠️)
 END_OF_STREAM_WAIT_S = 5.0  #: wall seconds stop() waits for the zero-length end marker
-STREAM_RCVHWM = 4  #: stream messages queued in the receive socket before the sender waits
 THRESHOLD_RANGE_V = (-2.0, 2.0)  #: discriminator range (ID1000 / emulator)
 DELAY_RANGE_PS = (0, 10**12)  #: per-input delay range
 
@@ -115,29 +126,21 @@ def parse_number(text: str, *, what: str, device: str) -> float:
     return float(match.group(1))
 
 
-class QgsBlockSource:
-    """Receives and decodes qgs all-channel blocks from a PAIR stream (a BlockSource)."""
-
-    def __init__(self, stream: ZmqStream, *, device: str) -> None:
-        self._stream = stream
-        self._device = device
-
-    async def next_block(self, timeout: float) -> EventBlock | None:
-        frames = await self._stream.recv_multipart(timeout)
-        if len(frames) == 1 and not frames[0]:
-            return None  # zero-length message: end of stream
-        return decode_block(frames, device=self._device)
-
-    async def close(self) -> None:
-        await self._stream.close()
-
-
 def _port(url: DeviceURL, name: str, default: int, *, allow_zero: bool = False) -> int:
     text = url.params.get(name, str(default))
     low = 0 if allow_zero else 1
     if not text.isdigit() or not low <= int(text) < 65536:
         raise DeviceURLError(
             f"{url.raw!r}: {name} must be a port in {low}..65535, got {text!r}", key="url"
+        )
+    return int(text)
+
+
+def _count(url: DeviceURL, name: str, default: int) -> int:
+    text = url.params.get(name, str(default))
+    if not text.isdigit() or not int(text) >= 1:
+        raise DeviceURLError(
+            f"{url.raw!r}: {name} must be a whole number >= 1, got {text!r}", key="url"
         )
     return int(text)
 
@@ -164,11 +167,17 @@ class IDQTimeTagger:
         host / scpi_port: the device's SCPI endpoint; ``host`` is also the ``--address``
             given to the DLT.
         dlt_host / dlt_port: the DataLinkTarget service (default: on ``host``).
-        stream_port: PAIR port asked of the DLT (0: the DLT picks one and says which).
+        stream_port: base of the PAIR ports asked of the DLT: input n streams on base + n;
+            0: a free local port per input (:data:`IDQ_STREAM_BASE` + n when the DLT host
+            is not this machine).
         inputs: number of inputs, numbered 1..inputs; None: ask the device at connect
             (``INPU<n>:ENAB?`` for n = 1, 2, ... until it refuses an input number).
         request_timeout_s: wall seconds for one SCPI or DLT round trip.
-        idle_timeout_s: wall seconds of a quiet stream before a DLT liveness check.
+        idle_timeout_s: wall seconds of a quiet stream before a liveness check.
+        stall_s: wall seconds of silence after which an input stops holding the merge
+            back (:mod:`drivers.timetagger.merge`).
+        hold_events: events one input may hold back in the merge before its reader pauses
+            (back-pressure; memory 8 bytes per event).
         queue_blocks: back-pressure window of decoded blocks.
     """
 
@@ -185,6 +194,8 @@ class IDQTimeTagger:
         inputs: int | None = None,
         request_timeout_s: float = REQUEST_TIMEOUT_S,
         idle_timeout_s: float = IDLE_TIMEOUT_S,
+        stall_s: float = STALL_S,
+        hold_events: int = MAX_PENDING,
         queue_blocks: int = QUEUE_BLOCKS,
     ) -> None:
         if inputs is not None and not 1 <= inputs <= MAX_INPUTS:
@@ -200,14 +211,20 @@ class IDQTimeTagger:
         self.inputs = tuple(range(1, (inputs or DEFAULT_INPUTS) + 1))  #: probed at connect
         self._timeout = request_timeout_s
         self._idle_timeout = idle_timeout_s
+        self._stall_s = stall_s
+        self._hold_events = hold_events
         self._queue_blocks = queue_blocks
         self._scpi: MessageTransport | None = None
         self._dlt: MessageTransport | None = None
         self._connected = False
         self._enabled: list[int] = []
         self._streaming: list[int] = []  #: inputs with raw output on during acquisition
-        self._stream_id: str | None = None
+        self._stream_ids: dict[int, str] = {}  #: input -> DLT acquisition id
         self._blocks: BlockStream | None = None
+        self._merged: MergedStreams | None = None
+        self.last_merge: MergedStreams | None = None  #: the merge of the latest run (stats)
+        self._integration_asked = False  #: INPU<n>:COUN:INTE? probed on this connection
+        self._integration_ms: dict[int, float] = {}  #: its answers (empty: refused)
         self.last_stream: BlockStream | None = None  #: the stream of the latest run (stats)
         self.identity = ""
         self.bin_width_ps = 0.0  #: ``DEVI:RES:BWID?``, read on connect
@@ -215,7 +232,16 @@ class IDQTimeTagger:
     @classmethod
     def from_url(cls, url: DeviceURL, clock: Clock) -> IDQTimeTagger:
         """``idq+zmq://127.0.0.1:5555?dlt=6060&channels=4&timeout_s=2`` (see module doc)."""
-        allowed = {"dlt", "dlt_host", "stream", "channels", "timeout_s", "idle_s"}
+        allowed = {
+            "dlt",
+            "dlt_host",
+            "stream",
+            "channels",
+            "timeout_s",
+            "idle_s",
+            "stall_s",
+            "hold",
+        }
         unknown = sorted(set(url.params) - allowed)
         if unknown:
             raise DeviceURLError(
@@ -243,6 +269,8 @@ class IDQTimeTagger:
             inputs=None if inputs is None else int(inputs),
             request_timeout_s=_seconds(url, "timeout_s", REQUEST_TIMEOUT_S),
             idle_timeout_s=_seconds(url, "idle_s", IDLE_TIMEOUT_S),
+            stall_s=_seconds(url, "stall_s", STALL_S),
+            hold_events=_count(url, "hold", MAX_PENDING),
         )
 
     @property
@@ -257,6 +285,17 @@ class IDQTimeTagger:
     def stream_state(self) -> BlockStream | None:
         """The running stream (gap and event counters), if any."""
         return self._blocks
+
+    @property
+    def stream_ids(self) -> dict[int, str]:
+        """DLT acquisition id of each streaming input."""
+        return dict(self._stream_ids)
+
+    @property
+    def late_events(self) -> int:
+        """Events of the running (else latest) run released out of order (merge doc)."""
+        merged = self._merged or self.last_merge
+        return merged.merge.late_events if merged is not None else 0
 
     @property
     def gaps(self) -> list[Gap]:
@@ -274,7 +313,7 @@ class IDQTimeTagger:
         return await open_zmq_req(address, timeout=self._timeout)
 
     async def connect(self) -> None:
-        """Open the control sockets; read ``*IDN?`` and the bin width; check the DLT."""
+        """Open the control sockets; read ``*IDN?`` and the bin width; check the DLT answers."""
         if self._scpi is None:
             self._scpi = await self._open_req(self._host, self._scpi_port)
         if self._dlt is None:
@@ -287,7 +326,7 @@ class IDQTimeTagger:
             self.bin_width_ps = await self.scpi_number("DEVI:RES:BWID?")
             if self._declared_inputs is None:
                 self.inputs = tuple(range(1, await self._probe_inputs() + 1))
-            await self.dlt("list")  # the DataLinkTarget answers too
+            await self._probe_dlt()
         except BaseException:
             await self.close()
             raise
@@ -341,6 +380,7 @@ class IDQTimeTagger:
             with contextlib.suppress(DeviceError):
                 await self.stop()
         self._connected = False
+        self._integration_asked, self._integration_ms = False, {}
         scpi, dlt, self._scpi, self._dlt = self._scpi, self._dlt, None, None
         for transport in (scpi, dlt):
             if transport is not None:
@@ -376,8 +416,8 @@ class IDQTimeTagger:
         """A numeric query; a unit suffix is tolerated (§3a)."""
         return parse_number(await self.scpi(query), what=query, device=self._url)
 
-    async def dlt(self, command: str) -> dict[str, object]:
-        """Send one DataLinkTarget command; returns the JSON reply; ``error`` raises."""
+    async def _dlt_json(self, command: str) -> dict[str, object]:
+        """One DataLinkTarget round trip; the JSON object, ``error`` replies included."""
         if not self._connected or self._dlt is None:
             raise NotConnected("not connected", device=self._url, hint="call connect() first")
         raw = await self._dlt.request(command.encode("utf-8"), timeout=self._timeout)
@@ -392,6 +432,11 @@ class IDQTimeTagger:
             raise ProtocolError(
                 f"DataLinkTarget reply {reply!r} is not an object", device=self._url
             )
+        return reply
+
+    async def dlt(self, command: str) -> dict[str, object]:
+        """Send one DataLinkTarget command; returns the JSON reply; ``error`` raises."""
+        reply = await self._dlt_json(command)
         error = reply.get("error")
         if error is not None:
             text = error.get("description", error) if isinstance(error, dict) else error
@@ -401,6 +446,17 @@ class IDQTimeTagger:
                 hint="check the DataLinkTarget service, the address and the stream port",
             )
         return reply
+
+    async def _probe_dlt(self) -> None:
+        """Optional probe: is the DLT there? ``list`` is not in §3a, so any JSON answer,
+        a refusal included, proves that it answers; a timeout or non-JSON raises."""
+        reply = await self._dlt_json("list")
+        if "error" in reply:
+            log.info(
+                "idq %s: the DataLinkTarget answers but refuses 'list' (not in its documented "
+                "command set); fine: only start-stream and stop are used",
+                self._url,
+            )
 
     async def configure(self, channels: Mapping[int, ChannelConfig]) -> None:
         """Enable/threshold/delay per input; inputs not mentioned are disabled.
@@ -439,34 +495,108 @@ class IDQTimeTagger:
         self._enabled = sorted(ch for ch, cfg in channels.items() if cfg.enabled)
 
     async def count_rates(self) -> dict[int, float]:
-        """Counts per second of each enabled input, from one chained query.
+        """Counts per second of each enabled input: ``INPU<n>:COUN?`` in one chained query.
 
-        ``INPU<n>:COUN?`` counts over the input's integration time ``INPU<n>:COUN:INTE?``
-        (ms); the rate is their ratio.
+        ``INPU<n>:COUN?`` counts over the input's integration time (§3a); the rate is the
+        ratio. The time is asked once per connection with ``INPU<n>:COUN:INTE?`` (an optional
+        probe: §3a shows the setting, not the query); refused, :data:`DEFAULT_INTEGRATION_MS`.
         """
         chans = self._enabled or list(self.inputs)
-        query = ";:".join(f"INPU{c}:COUN?;:INPU{c}:COUN:INTE?" for c in chans)
+        query = ";:".join(f"INPU{c}:COUN?" for c in chans)
         lines = (await self.scpi(query)).split("\n")
-        if len(lines) != 2 * len(chans):
+        if len(lines) != len(chans):
             raise ProtocolError(
-                f"{query!r} answered {len(lines)} lines; expected {2 * len(chans)}",
+                f"{query!r} answered {len(lines)} lines; expected {len(chans)}",
                 device=self._url,
             )
+        counts = [
+            parse_number(ln, what=f"INPU{c}:COUN?", device=self._url)
+            for c, ln in zip(chans, lines, strict=True)
+        ]
+        integration = await self._integration(chans)
         rates: dict[int, float] = {}
-        for i, ch in enumerate(chans):
-            count = parse_number(lines[2 * i], what=f"INPU{ch}:COUN?", device=self._url)
-            inte_ms = parse_number(lines[2 * i + 1], what=f"INPU{ch}:COUN:INTE?", device=self._url)
+        for ch, count in zip(chans, counts, strict=True):
+            inte_ms = integration.get(ch, DEFAULT_INTEGRATION_MS)
+            rates[ch] = count * 1000.0 / inte_ms
+        return rates
+
+    async def _integration(self, chans: list[int]) -> dict[int, float]:
+        """Counter integration times (ms) by input; asked once per connection (optional)."""
+        missing = [c for c in chans if c not in self._integration_ms]
+        if self._integration_asked and (not self._integration_ms or not missing):
+            return self._integration_ms
+        self._integration_asked = True
+        query = ";:".join(f"INPU{c}:COUN:INTE?" for c in missing)
+        try:
+            lines = (await self.scpi(query)).split("\n")
+        except ProtocolError as exc:  # undocumented query refused: degrade, say so once
+            log.info(
+                "idq %s: INPU<n>:COUN:INTE? refused (%s); rates assume %g ms integration",
+                self._url,
+                exc,
+                DEFAULT_INTEGRATION_MS,
+            )
+            self._integration_ms = {}
+            return self._integration_ms
+        if len(lines) != len(missing):
+            raise ProtocolError(
+                f"{query!r} answered {len(lines)} lines; expected {len(missing)}",
+                device=self._url,
+            )
+        for ch, line in zip(missing, lines, strict=True):
+            inte_ms = parse_number(line, what=f"INPU{ch}:COUN:INTE?", device=self._url)
             if not inte_ms > 0:
                 raise ProtocolError(
                     f"input {ch}: integration time {inte_ms:g} ms is not > 0", device=self._url
                 )
-            rates[ch] = count * 1000.0 / inte_ms
-        return rates
+            self._integration_ms[ch] = inte_ms
+        return self._integration_ms
 
     # ------------------------------------------------------------------ acquisition
 
+    def _pick_stream_port(self, channel: int) -> int:
+        """The PAIR port to ask of the DLT for ``channel`` (class doc, ``stream_port``)."""
+        if self._stream_port:
+            return self._stream_port + channel
+        try:  # the DLT binds the port on its host: a port free here is free there if local
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+                probe.bind((self._dlt_host, 0))
+                return int(probe.getsockname()[1])
+        except OSError:
+            log.info(
+                "idq %s: DataLinkTarget host %s is not this machine; input %d streams on "
+                "port %d (IDQ's convention 4241 + input)",
+                self._url,
+                self._dlt_host,
+                channel,
+                IDQ_STREAM_BASE + channel,
+            )
+            return IDQ_STREAM_BASE + channel
+
+    async def _start_input(self, channel: int) -> str:
+        """``start-stream`` for one input (§3a); the endpoint of its PAIR stream."""
+        tries = STREAM_PORT_TRIES if not self._stream_port else 1
+        for attempt in range(1, tries + 1):
+            port = self._pick_stream_port(channel)
+            command = (
+                f"start-stream --address {self._host} --channel {channel} --stream-port {port}"
+            )
+            try:
+                reply = await self.dlt(command)
+            except DeviceFault:
+                if attempt == tries:
+                    raise
+                log.info("idq %s: DLT refused port %d; another", self._url, port)
+                continue
+            stream_id = reply.get("id")
+            if not isinstance(stream_id, str | int) or isinstance(stream_id, bool):
+                raise ProtocolError(f"start-stream reply {reply!r} lacks an id", device=self._url)
+            self._stream_ids[channel] = str(stream_id)  # from here on, stop() ends it
+            return f"tcp://{self._dlt_host}:{port}"
+        raise AssertionError("unreachable")  # pragma: no cover
+
     async def start(self) -> None:
-        """Raw output on for the enabled inputs, open the DLT stream, start recording."""
+        """Raw output on for the enabled inputs, one DLT stream each, then start recording."""
         if self._blocks is not None:
             raise DeviceFault("already acquiring", device=self._url, hint="call stop() first")
         channels = self._enabled or list(self.inputs)
@@ -474,76 +604,65 @@ class IDQTimeTagger:
             await self.scpi(f"RAW{ch}:SEND {'ON' if ch in channels else 'OFF'}")
         self._streaming = list(channels)
         try:
-            reply = await self.dlt(
-                f"start-stream --address {self._host} --channel all "
-                f"--stream-port {self._stream_port}"
-            )
-            stream_id, port = reply.get("id"), reply.get("stream_port", self._stream_port)
-            if isinstance(stream_id, str | int) and not isinstance(stream_id, bool):
-                self._stream_id = str(stream_id)  # from here on, stop() ends it
-            if self._stream_id is None or type(port) is not int or not 0 < port < 65536:
-                raise ProtocolError(
-                    f"start-stream reply {reply!r} lacks an id or a stream port",
-                    device=self._url,
-                )
-            stream = await open_zmq_stream(
-                f"zmq+tcp://{self._dlt_host}:{port}",
-                socket_type="PAIR",
-                timeout=self._timeout,
-                rcvhwm=STREAM_RCVHWM,
+            endpoints = {ch: await self._start_input(ch) for ch in channels}
+            self._merged = MergedStreams(
+                endpoints, device=self._url, stall_s=self._stall_s, max_pending=self._hold_events
             )
             self._blocks = BlockStream(
-                QgsBlockSource(stream, device=self._url),
+                self._merged,
                 device=self._url,
                 idle_timeout_s=self._idle_timeout,
                 on_idle=self._check_alive,
                 queue_blocks=self._queue_blocks,
             )
+            await self.scpi("REC:ENAB ON")  # §3a: enable, then play
             await self.scpi("REC:PLAY")
             stage = (await self.scpi("REC:STAG?")).strip()
             if stage != "PLAYING":
                 raise DeviceFault(
-                    f"recording stage is {stage!r} after REC:PLAY; expected 'PLAYING'",
+                    f"recording stage is {stage!r} after REC:ENAB ON; REC:PLAY; expected 'PLAYING'",
                     device=self._url,
                 )
         except BaseException:
             with contextlib.suppress(DeviceError):
-                await self.stop()
+                await self._stop(wait_end=False)  # nobody consumes yet: no end to wait for
             raise
-        log.info("idq %s: streaming inputs %s (DLT id %s)", self._url, channels, self._stream_id)
+        log.info("idq %s: streaming inputs %s (DLT ids %s)", self._url, channels, self._stream_ids)
 
     async def _check_alive(self) -> None:
-        """Liveness of a quiet stream: the DLT must still know it (bounded request)."""
-        stream_id = self._stream_id
-        if stream_id is None:
-            return
-        status = await self.dlt(f"status --id {stream_id}")
-        log.debug("idq %s: quiet stream, DLT status %s", self._url, status)
+        """Liveness of a quiet stream: the device must answer ``REC:STAG?`` (bounded)."""
+        stage = (await self.scpi("REC:STAG?")).strip()
+        log.debug("idq %s: quiet stream, recording stage %s", self._url, stage)
 
     async def stop(self) -> None:
-        """Stop recording and the DLT stream; the stream ends at the end marker.
+        """Stop recording and every DLT stream; the merged stream ends at the end markers.
 
         Every step is tried even if an earlier one failed (a dead SCPI endpoint must not
-        leave the DLT stream open); the first error is raised afterwards. Bounded: each step
-        by the request timeout, the wait for the end marker by :data:`END_OF_STREAM_WAIT_S`.
+        leave DLT streams open); the first error is raised afterwards. Bounded: each step
+        by the request timeout, the wait for the end markers by :data:`END_OF_STREAM_WAIT_S`.
         """
+        await self._stop(wait_end=True)
+
+    async def _stop(self, *, wait_end: bool) -> None:
         blocks, self._blocks = self._blocks, None
+        merged, self._merged = self._merged, None
         if blocks is not None:
             self.last_stream = blocks  # stream() keeps serving it while stop() runs
-        stream_id, self._stream_id = self._stream_id, None
+            self.last_merge = merged
+        stream_ids, self._stream_ids = self._stream_ids, {}
         errors: list[DeviceError] = []
-        dlt_stopped = False
+        dlt_stopped = bool(stream_ids)
         try:
             try:
                 await self.scpi("REC:STOP")
             except DeviceError as exc:
                 errors.append(exc)
-            if stream_id is not None:
+            for stream_id in stream_ids.values():
                 try:
                     await self.dlt(f"stop --id {stream_id}")
-                    dlt_stopped = True
                 except DeviceError as exc:
                     errors.append(exc)
+                    dlt_stopped = False
             if not errors:
                 for ch in self._streaming:
                     await self.scpi(f"RAW{ch}:SEND OFF")
@@ -552,11 +671,11 @@ class IDQTimeTagger:
         finally:
             self._streaming = []
             if blocks is not None:
-                if dlt_stopped and not await blocks.wait_end(END_OF_STREAM_WAIT_S):
+                if wait_end and dlt_stopped and not await blocks.wait_end(END_OF_STREAM_WAIT_S):
                     log.warning(
-                        "idq %s: stopped without seeing the end-of-stream marker (no consumer "
-                        "is taking blocks, or none came within %g s); blocks still queued "
-                        "are dropped with the stream",
+                        "idq %s: stopped without seeing every end-of-stream marker (no "
+                        "consumer is taking blocks, or none came within %g s); blocks still "
+                        "held are dropped with the stream",
                         self._url,
                         END_OF_STREAM_WAIT_S,
                     )

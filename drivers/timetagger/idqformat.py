@@ -1,19 +1,22 @@
-"""Binary timestamp formats of the IDQ-style DataLinkTarget stream (docs/devices/idq-emulator.md).
+"""Binary timestamp formats of the IDQ DataLinkTarget stream (protocols.md §3a).
 
 Two formats, both little-endian:
 
-- **qgs all-channel stream** (``start-stream --channel all``; a qgs extension of the DLT, what
-  the driver streams): one block per two-frame ZeroMQ message ``[header, records]``::
+- **IDQ single-input stream** (``start-stream --channel <n>``, documented in §3a; what the
+  driver streams): one frame of bare ``uint64`` timestamps, or with ``--with-ref-index``
+  16-byte records ``(timestamp u64, ref_index u64)``. The unit is the device bin (1 ps on
+  the ID1000 in HIRES per a secondary source, ⚠️ §3a; the driver reads ``DEVI:RES:BWID?``).
+  No sequence numbers, no channel: the stream is that of one input. Decoded by
+  :func:`decode_timestamps`; merged across inputs by :mod:`drivers.timetagger.merge`.
+- **qgs all-channel stream** (``--channel all``; a qgs EXTENSION of the DLT that only the
+  emulator serves, and only when asked): one block per two-frame ZeroMQ message
+  ``[header, records]``::
 
       header  24 bytes: magic b"QGSE", version u16 (1), reserved u16 (0),
                         seq u64 (0, 1, 2, ... per stream; a jump = lost blocks), count u64
       records count x 16 bytes: t_ps int64 (ps, non-decreasing), channel uint64 (1-based)
 
-- **IDQ single-channel stream** (``--channel <n>``, IDQ's documented format, protocols.md §3a):
-  one frame of bare ``uint64`` timestamps, or with ``--with-ref-index`` 16-byte records
-  ``(timestamp u64, ref_index u64)``. It has no sequence numbers and no channel, and one
-  stream per input cannot be merged in time order without holding events back until every
-  input has spoken, so the driver does not use it.
+  Kept (:func:`decode_block`, :func:`encode_block`) for tests and tools of the extension.
 
 A zero-length single-frame message ends a stream (both formats).
 
@@ -29,11 +32,13 @@ import numpy.typing as npt
 
 from drivers.datatypes import EventBlock
 from drivers.errors import ProtocolError
+from drivers.transport.zmqstream import ZmqStream
 
 HEADER = struct.Struct("<4sHHQQ")  #: magic, version, reserved, seq, count
 MAGIC = b"QGSE"
 VERSION = 1
 RECORD = np.dtype([("t_ps", "<i8"), ("channel", "<u8")])
+REF_RECORD = np.dtype([("t_ps", "<i8"), ("ref_index", "<u8")])  #: ``--with-ref-index``
 MAX_CHANNEL = 255  #: EventBlock channels are uint8
 
 
@@ -93,3 +98,71 @@ def encode_block(seq: int, t_ps: npt.ArrayLike, channel: npt.ArrayLike) -> list[
     out["t_ps"] = t
     out["channel"] = np.asarray(channel)
     return [HEADER.pack(MAGIC, VERSION, 0, seq, len(t)), out.tobytes()]
+
+
+def decode_timestamps(
+    frames: list[bytes], *, ref_index: bool, channel: int, device: str
+) -> npt.NDArray[np.int64]:
+    """One single-input DLT message (§3a) -> int64 ps timestamps (a copy, non-decreasing).
+
+    The wire word is uint64; it is read as int64 (two's complement), so times before the
+    tagger's epoch, which the emulator can produce, keep their sign.
+
+    Raises ProtocolError for a multi-frame message, a size that is not a whole number of
+    records, or timestamps that decrease inside the message.
+    """
+    if len(frames) != 1:
+        sizes = [len(f) for f in frames]
+        raise ProtocolError(
+            f"input {channel}: timestamp message has {len(frames)} frames of {sizes} bytes; "
+            "expected 1 (IDQ single-input stream)",
+            device=device,
+            hint="is the DataLinkTarget streaming with --channel <n>?",
+        )
+    body = frames[0]
+    width = REF_RECORD.itemsize if ref_index else 8
+    if len(body) % width:
+        raise ProtocolError(
+            f"input {channel}: message of {len(body)} bytes is not a whole number of "
+            f"{width}-byte records",
+            device=device,
+        )
+    if ref_index:
+        t_ps = np.frombuffer(body, REF_RECORD)["t_ps"].astype(np.int64)
+    else:
+        t_ps = np.frombuffer(body, "<i8").astype(np.int64, copy=False)  # no copy on LE hosts
+    if len(t_ps) > 1 and bool((t_ps[1:] < t_ps[:-1]).any()):
+        raise ProtocolError(f"input {channel}: timestamps decrease inside a message", device=device)
+    return t_ps
+
+
+def encode_timestamps(t_ps: npt.ArrayLike, *, ref_index: bool = False) -> bytes:
+    """The inverse of :func:`decode_timestamps` (tests and benchmarks of the driver)."""
+    t = np.asarray(t_ps, dtype=np.int64)
+    if not ref_index:
+        return t.astype("<i8").tobytes()
+    out = np.zeros(len(t), REF_RECORD)
+    out["t_ps"] = t
+    return out.tobytes()
+
+
+class QgsBlockSource:
+    """Receives and decodes qgs all-channel blocks (the EXTENSION format) from a PAIR stream.
+
+    A :class:`~drivers.timetagger.blockstream.BlockSource`; the driver streams the documented
+    per-input format instead (:mod:`drivers.timetagger.idqstreams`). Kept for tools and
+    tests that read the emulator's ``--channel all`` stream.
+    """
+
+    def __init__(self, stream: ZmqStream, *, device: str) -> None:
+        self._stream = stream
+        self._device = device
+
+    async def next_block(self, timeout: float) -> EventBlock | None:
+        frames = await self._stream.recv_multipart(timeout)
+        if len(frames) == 1 and not frames[0]:
+            return None  # zero-length message: end of stream
+        return decode_block(frames, device=self._device)
+
+    async def close(self) -> None:
+        await self._stream.close()

@@ -1,37 +1,50 @@
 """IDQ ID1000-style time controller: SCPI over ZeroMQ, a fake DataLinkTarget, timestamp streams.
 
-Three zmq endpoints on 127.0.0.1 (protocols.md §3a, timetag.md §3):
+Three zmq endpoints on 127.0.0.1 (protocols.md §3a, timetag.md §3). By default the emulator
+serves what §3a documents and nothing more; ``extensions=True`` (rig key
+``[devices.<station>.timetagger] extensions = true``) adds the qgs extensions listed below,
+each marked ``EXTENSION`` in the code.
 
 1. **SCPI** (the device, real port 5555): REQ/REP carrying SCPI text; served on a ROUTER socket
    so that a ``hang`` fault can leave a request unanswered without wedging the socket. See
    :mod:`sim_hardware.servers.scpi` for the syntax rules and :meth:`IdqScpi._build` for the
    commands. Replies: queries one line each (``\\n``-joined), set commands nothing (an empty
    frame), errors a line starting ``SCPI_ERR_``. Numbers are replied without unit suffix.
+   Acquisition follows §3a's sequence ``REC:ENABle ON`` then ``REC:PLAY``: events flow only
+   while both hold (``REC:STAG?`` says ``PLAYING``). ⚠️ §3a does not say what ``REC:PLAY``
+   does without ``REC:ENAB ON``; the emulator then stays ``STOPPED`` (the conservative
+   reading). EXTENSION (old qgs behaviour): either command alone starts the recording.
 2. **DataLinkTarget** (the host service, real port 6060): REQ/REP, CLI-style requests, JSON
-   replies: ``start-stream --address <host[:port]> --channel <1-n|all> --stream-port <port>
-   [--with-ref-index]`` -> ``{"id": "<id>", "stream_port": <port>}`` (port 0 picks a free
-   one); ``stop --id <id>`` -> ``{"id": ...}``; ``list``; ``status --id <id>`` ->
-   ``{"id", "timestamps_count", "acquisitions_count", "errors", "inactivity"}``; errors
-   ``{"error": {"description": "..."}}``.
-3. **Streams**: the DLT binds a zmq PAIR socket on the stream port; the client connects.
-   Events flow while recording (``REC:PLAY`` or ``REC:ENAB ON``) for channels with
-   ``RAW<n>:SEND ON``, one message per non-empty 20 ms (clock) slice. A zero-length message
-   ends the stream (``stop``). Formats:
+   replies. Documented (§3a): ``start-stream --address <host[:port]> --channel <1-n>
+   --stream-port <port> [--with-ref-index]`` -> ``{"id": "<id>"}``; ``stop --id <id>``
+   (reply ``{"id": ...}``: §3a gives none, some JSON object is needed); errors
+   ``{"error": {"description": "..."}}``. EXTENSIONS (§3a knows none of them):
+   ``--channel all``, ``--stream-port 0`` (the emulator picks the port and adds
+   ``"stream_port"`` to the reply), ``list`` -> ``{"ids"}`` and ``status --id <id>`` ->
+   ``{"id", "state", "timestamps_count", "acquisitions_count", "errors", "inactivity"}``.
+   Without extensions they are answered with an ``error`` object (unknown command/value).
+3. **Streams**: the DLT binds a zmq PAIR socket on the stream port; the client connects
+   (§3a). Events flow while recording for channels with ``RAW<n>:SEND ON``, one message per
+   non-empty 20 ms (clock) slice. A zero-length message ends the stream (``stop``). One slice
+   generator serves every stream of the device (:class:`_Pump`), so that streams of several
+   inputs carry events of one and the same detection record. Formats:
 
-   - ``--channel <n>`` (IDQ's documented format): each message is the channel's timestamps as
-     little-endian uint64 (ps on the tagger's timescale); with ``--with-ref-index`` 16-byte
-     records ``(timestamp uint64, ref_index uint64)`` with ref_index 0 (no reference input).
-   - ``--channel all`` (**qgs extension**, all channels in one ordered stream): a two-frame
+   - ``--channel <n>`` (§3a): each message is the channel's timestamps as little-endian
+     uint64 (ps on the tagger's timescale, two's complement of the int64 value); with
+     ``--with-ref-index`` 16-byte records ``(timestamp uint64, ref_index uint64)`` with
+     ref_index 0 (no reference input).
+   - ``--channel all`` (**EXTENSION**, all channels in one ordered stream): a two-frame
      message ``[header, records]``; header = 24 bytes little-endian ``magic b"QGSE"``,
      ``version u16 = 1``, ``reserved u16 = 0``, ``seq u64`` (0, 1, 2, ... per stream: a gap
      means lost blocks), ``count u64``; records = ``count`` x 16 bytes ``(t_ps int64,
      channel uint64)`` (the with-ref-index layout, channel in the second word). Described for
      driver writers in docs/devices/idq-emulator.md.
 
-   Back-pressure: the PAIR socket has a send high-water mark of :data:`STREAM_HWM` messages and
-   a PAIR send blocks (never drops) at the mark; the generator awaits the send before cutting
-   the next slice, so a client that stops reading pauses generation, and on resuming receives
-   the backlog in order.
+   Back-pressure: each PAIR socket has a send high-water mark of :data:`STREAM_HWM` messages
+   and a PAIR send blocks (never drops) at the mark; the generator sends each stream's part
+   of a slice itself and waits for room before cutting the next slice, so a client that
+   stops reading pauses generation (for every stream of the device), and on resuming
+   receives the backlog in order.
 
 The device URL is ``idq+zmq://127.0.0.1:<scpi port>?dlt=<dlt port>``.
 
@@ -55,6 +68,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+import numpy.typing as npt
 import zmq
 import zmq.asyncio
 
@@ -69,19 +83,35 @@ MAGIC = b"QGSE"
 VERSION = 1
 RECORD_DTYPE = np.dtype([("t_ps", "<i8"), ("channel", "<u8")])
 STREAM_HWM = 8  #: messages queued in the PAIR socket before a send blocks
+SEND_POLL_MS = 50  #: a generator blocked on a full stream looks this often (ms) for a stop
 STREAM_SNDBUF = 1 << 18  #: kernel send buffer of a stream socket (bytes)
 EOS_TIMEOUT_S = 1.0  #: wall seconds to deliver the end-of-stream frame before giving up
 HOST = "127.0.0.1"
+_NO_TIMES = np.empty(0, np.int64)
 FINISHED_KEPT = 16  #: stopped acquisitions still answered by ``status --id``
 
 
 class IdqScpi:
-    """The SCPI command set of the emulated ID1000, on a :class:`TimeTaggerModel`."""
+    """The SCPI command set of the emulated ID1000, on a :class:`TimeTaggerModel`.
 
-    def __init__(self, model: TimeTaggerModel, *, serial: str = "EMU0001") -> None:
+    Args:
+        model: the tagger model.
+        serial: the serial number in ``*IDN?``.
+        extensions: also serve the qgs extensions (module doc): ``INPU<n>:COUN:INTE?`` and
+            the one-command recording start.
+    """
+
+    def __init__(
+        self, model: TimeTaggerModel, *, serial: str = "EMU0001", extensions: bool = False
+    ) -> None:
         self.model = model
         self.serial = serial
+        self.extensions = extensions
+        #: counter integration time (ms); 1000 ms until set (⚠️ the ID1000's default is not
+        #: in §3a; 1 s is what a driver that cannot ask should assume)
         self.integration_ms: dict[int, float] = dict.fromkeys(model.channels, 1000.0)
+        self.rec_enabled = False  #: ``REC:ENAB`` (§3a: ``REC:ENABle ON`` before ``REC:PLAY``)
+        self.playing = False  #: ``REC:PLAY`` given, no ``REC:STOP`` since
         self.settings: dict[str, str] = {}
         self.tree = ScpiTree()
         self._build()
@@ -108,6 +138,7 @@ class IdqScpi:
             for ch in m.channels:
                 m.configure(ch, enabled=True, threshold_v=-0.4, delay_ps=0)
                 m.raw_send[ch] = False
+            self.rec_enabled = self.playing = False
             m.recording = False
             return None
 
@@ -153,6 +184,12 @@ class IdqScpi:
         def integration(s: list[int], a: str, q: bool) -> str | None:
             ch = self._channel(s)
             if q:
+                # EXTENSION: §3a shows ``INPU<n>:COUN:...;INTE <value>`` set, never the query
+                if not self.extensions:
+                    raise ScpiError(
+                        "SCPI_ERR_UNDEFINED_HEADER",
+                        "INPUt:COUNter:INTEgrationtime? is not a documented query (§3a)",
+                    )
                 return f"{self.integration_ms[ch]:g}"
             v = quantity(a, allowed_units=("",))
             if not 1 <= v <= 1e6:
@@ -181,18 +218,29 @@ class IdqScpi:
                 self._channel(s)
             return None
 
+        def gate() -> None:
+            # §3a: REC:ENABle ON, then REC:PLAY; events flow while both hold
+            m.recording = self.rec_enabled and self.playing
+
         def rec_enable(s: list[int], a: str, q: bool) -> str | None:
             if q:
-                return "ON" if m.recording else "OFF"
-            m.recording = boolean(a)
+                return "ON" if self.rec_enabled else "OFF"
+            self.rec_enabled = boolean(a)
+            if self.extensions:  # EXTENSION (old qgs): ENAB alone starts or stops recording
+                self.playing = self.rec_enabled
+            gate()
             return None
 
         def rec_play(s: list[int], a: str, q: bool) -> str | None:
-            m.recording = True
+            self.playing = True
+            if self.extensions:  # EXTENSION (old qgs): PLAY alone starts recording
+                self.rec_enabled = True
+            gate()
             return None
 
         def rec_stop(s: list[int], a: str, q: bool) -> str | None:
-            m.recording = False
+            self.playing = False
+            gate()
             return None
 
         def rec_stage(s: list[int], a: str, q: bool) -> str | None:
@@ -235,17 +283,43 @@ class IdqScpi:
         t.add("SYSTem:ERRor:NEXT", syst_err)
 
 
+@dataclass(frozen=True)
+class _Cut:
+    """One generated slice, and its events split by input for the per-input streams."""
+
+    slice: Slice
+    by_input: dict[int, npt.NDArray[np.int64]]  #: contiguous, time-ordered, per input
+
+    @classmethod
+    def of(cls, sl: Slice, per_input: bool) -> _Cut:
+        if not per_input:
+            return cls(sl, {})
+        # one stable radix sort of the uint8 channels groups the inputs, times stay ordered
+        order = np.argsort(sl.channel, kind="stable")
+        t_ps = sl.t_ps[order]
+        counts = np.bincount(sl.channel, minlength=256)
+        ends = np.cumsum(counts)
+        parts = {
+            int(c): t_ps[ends[c] - counts[c] : ends[c]] for c in np.flatnonzero(counts).tolist()
+        }
+        return cls(sl, parts)
+
+
 @dataclass
 class _Stream:
     id: str
-    channel: int | None  #: None: all channels (qgs format)
+    channel: int | None  #: None: all channels (qgs format, EXTENSION)
     ref_index: bool
     socket: zmq.asyncio.Socket
     port: int
-    task: asyncio.Task[None] | None = None
+    #: the same socket through the blocking API, for the generator's NOBLOCK sends
+    sync: zmq.Socket[bytes] = field(init=False)
     timestamps: int = 0
     blocks: int = 0
     errors: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.sync = zmq.Socket.shadow(self.socket)
 
 
 class IdqServer:
@@ -257,6 +331,8 @@ class IdqServer:
         scpi_port / dlt_port: 0 picks free ports.
         slice_s: clock seconds per generated slice.
         name: for logs.
+        extensions: also serve the qgs extensions (module doc); default: only what
+            protocols.md §3a documents.
     """
 
     def __init__(
@@ -268,10 +344,12 @@ class IdqServer:
         dlt_port: int = 0,
         slice_s: float = 0.02,
         name: str = "idq",
+        extensions: bool = False,
     ) -> None:
         self.model = model
         self.faults = faults
-        self.scpi = IdqScpi(model)
+        self.extensions = extensions
+        self.scpi = IdqScpi(model, extensions=extensions)
         self.name = name
         self.slice_s = slice_s
         self._want = (scpi_port, dlt_port)
@@ -280,6 +358,7 @@ class IdqServer:
         self._tasks: list[asyncio.Task[None]] = []
         self._streams: dict[str, _Stream] = {}
         self._finished: OrderedDict[str, _Stream] = OrderedDict()
+        self._pump: asyncio.Task[None] | None = None
         self._next_id = 1
         self._rng = random.Random(name)
         self.scpi_port = 0
@@ -289,15 +368,29 @@ class IdqServer:
     def url(self) -> str:
         return f"idq+zmq://{HOST}:{self.scpi_port}?dlt={self.dlt_port}"
 
+    @property
+    def streams(self) -> dict[str, _Stream]:
+        """Running streams by DLT id (tests read their counters in-process)."""
+        return dict(self._streams)
+
+    def stream_stats(self, sid: str) -> tuple[int, int] | None:
+        """(messages, timestamps) sent on stream ``sid`` (running or recently stopped)."""
+        stream = self._streams.get(sid) or self._finished.get(sid)
+        return None if stream is None else (stream.blocks, stream.timestamps)
+
     def _bind(self, kind: int, port: int, **options: int) -> tuple[zmq.asyncio.Socket, int]:
         sock = self._ctx.socket(kind)
         sock.setsockopt(zmq.LINGER, 0)
         for name, value in options.items():  # before bind: the listener copies them
             sock.setsockopt(getattr(zmq, name), value)
-        if port:
-            sock.bind(f"tcp://{HOST}:{port}")
-        else:
-            port = sock.bind_to_random_port(f"tcp://{HOST}")
+        try:
+            if port:
+                sock.bind(f"tcp://{HOST}:{port}")
+            else:
+                port = sock.bind_to_random_port(f"tcp://{HOST}")
+        except zmq.ZMQError:
+            sock.close(linger=0)
+            raise
         self._sockets.append(sock)
         return sock, port
 
@@ -309,11 +402,18 @@ class IdqServer:
             loop.create_task(self._serve(scpi, self._scpi_reply, "SCPI_ERR_EXECUTION_ERROR")),
             loop.create_task(self._serve(dlt, self._dlt_reply, _dlt_error("device fault"))),
         ]
-        log.info("%s: SCPI on %d, DLT on %d", self.name, self.scpi_port, self.dlt_port)
+        log.info(
+            "%s: SCPI on %d, DLT on %d (%s)",
+            self.name,
+            self.scpi_port,
+            self.dlt_port,
+            "with qgs extensions" if self.extensions else "documented protocol only",
+        )
 
     async def close(self) -> None:
         for stream in list(self._streams.values()):
             await self._stop_stream(stream, send_eos=False)
+        await self._stop_pump()
         for task in self._tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -369,13 +469,16 @@ class IdqServer:
     def _scpi_reply(self, text: str) -> str:
         return self.scpi.execute(text)
 
+    def _commands(self) -> str:
+        return "start-stream, stop" + (", list, status" if self.extensions else "")
+
     def _dlt_reply(self, text: str) -> str:
         try:
             args = shlex.split(text)
         except ValueError as exc:
             return _dlt_error(f"cannot parse request: {exc}")
         if not args:
-            return _dlt_error("empty request; commands: start-stream, stop, list, status")
+            return _dlt_error(f"empty request; commands: {self._commands()}")
         cmd, opts = args[0], _options(args[1:])
         if opts is None:
             return _dlt_error(f"malformed options {args[1:]}; expected --name value pairs")
@@ -387,9 +490,9 @@ class IdqServer:
                 return _dlt_error(f"no acquisition with id {opts.get('id')!r}")
             asyncio.get_running_loop().create_task(self._stop_stream(stream, send_eos=True))
             return json.dumps({"id": stream.id})
-        if cmd == "list":
+        if cmd == "list" and self.extensions:  # EXTENSION: not in §3a
             return json.dumps({"ids": sorted(self._streams)})
-        if cmd == "status":
+        if cmd == "status" and self.extensions:  # EXTENSION: not in §3a
             sid = opts.get("id", "")
             stream = self._streams.get(sid) or self._finished.get(sid)
             if stream is None:
@@ -404,7 +507,7 @@ class IdqServer:
                     "inactivity": 0,
                 }
             )
-        return _dlt_error(f"unknown command {cmd!r}; commands: start-stream, stop, list, status")
+        return _dlt_error(f"unknown command {cmd!r}; commands: {self._commands()}")
 
     def _start_stream(self, opts: dict[str, str]) -> str:
         address = opts.get("address", "")
@@ -412,15 +515,17 @@ class IdqServer:
             return _dlt_error(f"no time controller at address {address!r}; this one is {HOST}")
         chan_text = opts.get("channel", "")
         channel: int | None = None
-        if chan_text.lower() != "all":
+        if not (self.extensions and chan_text.lower() == "all"):  # EXTENSION: --channel all
             if not chan_text.isdigit() or int(chan_text) not in self.model.channels:
+                extra = " or 'all'" if self.extensions else ""
                 return _dlt_error(
-                    f"--channel {chan_text!r}: expected 1..{self.model.n_channels} or 'all'"
+                    f"--channel {chan_text!r}: expected 1..{self.model.n_channels}{extra}"
                 )
             channel = int(chan_text)
         port_text = opts.get("stream-port", "")
-        if not port_text.isdigit() or int(port_text) > 65535:
-            return _dlt_error(f"--stream-port {port_text!r}: expected a port number (0: any)")
+        low = 0 if self.extensions else 1  # EXTENSION: port 0, the emulator picks one
+        if not port_text.isdigit() or not low <= int(port_text) <= 65535:
+            return _dlt_error(f"--stream-port {port_text!r}: expected a port number {low}..65535")
         try:
             # bounded backlog: HWM messages plus a small kernel send buffer
             sock, port = self._bind(
@@ -431,41 +536,81 @@ class IdqServer:
         sid = f"{self._next_id}"
         self._next_id += 1
         stream = _Stream(sid, channel, "with-ref-index" in opts, sock, port)
-        stream.task = asyncio.get_running_loop().create_task(self._pump(stream))
         self._streams[sid] = stream
+        if self._pump is None or self._pump.done():
+            self._pump = asyncio.get_running_loop().create_task(self._generate())
         log.info("%s: stream %s (channel %s) on port %d", self.name, sid, chan_text, port)
-        return json.dumps({"id": sid, "stream_port": port})
+        if self.extensions:  # EXTENSION: the port, for --stream-port 0
+            return json.dumps({"id": sid, "stream_port": port})
+        return json.dumps({"id": sid})  # §3a: the reply carries the id only
 
     # ------------------------------------------------------------------ streaming
 
-    async def _pump(self, stream: _Stream) -> None:
+    async def _generate(self) -> None:
+        """One slice generator for every stream of the device (module doc, Back-pressure)."""
         slicer = SliceClock(self.model, slice_s=self.slice_s)
-        chans = None if stream.channel is None else [stream.channel]
-        while True:
-            sl = await slicer.next(chans)
+        while self._streams:
+            # every input with RAW<n>:SEND ON (what some stream may want): a stream started
+            # while this slice was waiting for the clock gets it too
+            sl = await slicer.next(None)
             # A slice clock behind the clock (generation-bound, or catching up after
-            # back-pressure) returns without awaiting, and a send that fits the queue completes
-            # at once: yield every slice so that SCPI and DLT requests are still answered.
+            # back-pressure) returns without awaiting, and a put that fits completes at
+            # once: yield every slice so that SCPI and DLT requests are still answered.
             await asyncio.sleep(0)
-            n = len(sl.t_ps)
-            if n == 0:
+            if not len(sl.t_ps):
                 continue
-            await stream.socket.send_multipart(self._encode(stream, sl), copy=False)
+            streams = list(self._streams.values())
+            cut = _Cut.of(sl, any(s.channel is not None for s in streams))
+            for stream in streams:
+                await self._send(stream, cut)
+
+    async def _send(self, stream: _Stream, cut: _Cut) -> None:
+        """``stream``'s part of ``cut``: sent at once if the socket has room, else when it has
+        (back-pressure), or dropped if the stream is stopped meanwhile.
+
+        The send itself is synchronous (NOBLOCK on the shadow socket) right after a check
+        that the stream still runs, so a ``stop`` never sees a half-sent message and its end
+        marker always comes after the last block.
+        """
+        n, frames = self._encode(stream, cut)
+        if not n:
+            return
+        while stream.id in self._streams:
+            try:
+                stream.sync.send_multipart(frames, flags=zmq.NOBLOCK, copy=False)
+            except zmq.Again:  # at the high-water mark: wait for room (or the stop)
+                # pyzmq stubs lack poll(flags=); the runtime has it (POLLOUT: room to send)
+                await stream.socket.poll(timeout=SEND_POLL_MS, flags=zmq.POLLOUT)  # type: ignore[call-arg]
+                continue
             stream.blocks += 1
             stream.timestamps += n
+            return
 
-    def _encode(self, stream: _Stream, sl: Slice) -> list[bytes]:
-        n = len(sl.t_ps)
+    async def _stop_pump(self) -> None:
+        pump, self._pump = self._pump, None
+        if pump is not None:
+            pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pump
+
+    def _encode(self, stream: _Stream, cut: _Cut) -> tuple[int, list[bytes | memoryview]]:
+        """(timestamps, frames) of ``stream``'s part of ``cut``."""
+        sl = cut.slice
         if stream.channel is not None:
+            # §3a: bare little-endian uint64 (int64 ps, two's complement), or with
+            # --with-ref-index (timestamp, ref_index) pairs
+            t_ps = cut.by_input.get(stream.channel, _NO_TIMES)
+            n = len(t_ps)
             if not stream.ref_index:
-                return [sl.t_ps.astype("<u8").tobytes()]
+                return n, [t_ps.astype("<i8", copy=False).data]  # no copy on LE hosts
             rec = np.zeros(n, dtype=[("t", "<u8"), ("ref", "<u8")])
-            rec["t"] = sl.t_ps
-            return [rec.tobytes()]
+            rec["t"] = t_ps
+            return n, [rec.tobytes()]
+        n = len(sl.t_ps)  # EXTENSION: the qgs all-channel format
         rec = np.empty(n, dtype=RECORD_DTYPE)
         rec["t_ps"] = sl.t_ps
         rec["channel"] = sl.channel
-        return [HEADER.pack(MAGIC, VERSION, 0, stream.blocks, n), rec.tobytes()]
+        return n, [HEADER.pack(MAGIC, VERSION, 0, stream.blocks, n), rec.tobytes()]
 
     async def _stop_stream(self, stream: _Stream, *, send_eos: bool) -> None:
         self._streams.pop(stream.id, None)
@@ -474,10 +619,8 @@ class IdqServer:
         self._finished[stream.id] = stream
         while len(self._finished) > FINISHED_KEPT:
             self._finished.popitem(last=False)
-        if stream.task is not None:
-            stream.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await stream.task
+        if not self._streams:
+            await self._stop_pump()
         linger_ms = 0
         if send_eos:
             try:

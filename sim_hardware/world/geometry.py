@@ -36,7 +36,7 @@ import numpy.typing as npt
 from skyfield.api import EarthSatellite, wgs84
 
 from sim_hardware.world.config import SatelliteConfig, SourceConfig, StationConfig
-from sim_hardware.world.polframe import apply_optical_train, frame_rotation_deg
+from sim_hardware.world.polframe import frame_rotation_deg
 from sim_hardware.world.refraction import refraction_deg
 from sim_hardware.world.sky import Sky, posix_to_time
 from sim_hardware.world.troposphere import marini_murray_m, marini_murray_rate_m
@@ -167,9 +167,9 @@ class StationGeometry:
         }
         tau = tau + marini_murray_m(el_deg, **weather) / C_M_S
         tau_rate = tau_rate + marini_murray_rate_m(el_deg, el_rate, **weather) / C_M_S
+        # θ before the optical train: the train turns with the mount's actual axes, which
+        # the world applies per slice (World._analyzer_angles), not with the sky direction
         theta = self._theta(t, neu, sat_pos, sat_vel)
-        az, el = _az_el(neu)
-        theta = apply_optical_train(theta, az, el, self._cfg.optical_train)
         theta = np.degrees(np.unwrap(np.radians(2.0 * theta))) / 2.0  # unwrap mod 180
         sun_alt, moon_alt, moon_illum = self._sun_moon(start + BLOCK_S / 2.0, eph)
         return GeometryBlock(

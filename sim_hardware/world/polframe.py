@@ -37,13 +37,16 @@ as cos²(ψ - a) gives the source-frame angle ``a`` the output measures:
 - ``none``: out = 2χ - θ - ψ, so a = 2χ - θ - β: parity p = -1 (one reflection);
 - trains: out = 2χ - 2ρ + θ + ψ, so a = β - 2χ - (θ - 2ρ): parity p = +1 (two reflections).
 
-With Θ = θ (none) or θ - 2ρ (trains) — :func:`apply_optical_train` — both read
+With Θ = θ (none) or θ - 2ρ (trains) — :func:`apply_optical_train`; 2ρ from the mount's
+*axis* angles (:func:`train_term_deg`), which over the top are not the sky's — both read
 a = p·(β - 2χ) - Θ, and the compensation that makes ``a`` constant is χ = -p·Θ/2 (θ/2
 without a train, ρ - θ/2 behind one), leaving a = p·β. A residual δ on the
 source-frame angle adds sin²δ to the error rate.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -95,17 +98,25 @@ def frame_rotation_deg(
     return fold_axis_deg(theta)
 
 
+def train_term_deg(az_deg: Any, el_deg: Any, train: str) -> Any:
+    """2ρ (deg), the train's net mirror axis doubled, from the mount's *axis* angles.
+
+    The mirrors turn with the axes, so over the top (elevation axis at 180 - el, azimuth
+    axis at az + 180) the term is not the sky's: Nasmyth 2ρ = el_axis, Coudé el_axis -
+    az_axis, no train 0 (module docstring).
+    """
+    if train == "none":
+        return 0.0 * np.asarray(el_deg)
+    if train == "nasmyth":
+        return el_deg
+    if train == "coude":
+        return el_deg - az_deg
+    raise ValueError(f"unknown optical train {train!r}; expected none|nasmyth|coude")
+
+
 def apply_optical_train(theta_deg: F64, az_deg: F64, el_deg: F64, train: str) -> F64:
     """Θ: θ (no train) or θ - 2ρ behind the train's net mirror (module docstring)."""
-    if train == "none":
-        out = theta_deg
-    elif train == "nasmyth":
-        out = theta_deg - el_deg
-    elif train == "coude":
-        out = theta_deg - (el_deg - az_deg)
-    else:
-        raise ValueError(f"unknown optical train {train!r}; expected none|nasmyth|coude")
-    return fold_axis_deg(out)
+    return fold_axis_deg(theta_deg - train_term_deg(az_deg, el_deg, train))
 
 
 def optics_parity(train: str) -> int:

@@ -62,7 +62,12 @@ from sim_hardware.world.detectors import (
 )
 from sim_hardware.world.emission import SLICE_PS, SLICE_S
 from sim_hardware.world.geometry import StationGeometry
-from sim_hardware.world.polframe import optics_parity, source_frame_angle
+from sim_hardware.world.polframe import (
+    fold_axis_deg,
+    optics_parity,
+    source_frame_angle,
+    train_term_deg,
+)
 from sim_hardware.world.rng import Stream, generator
 from sim_hardware.world.sky import load_sky
 
@@ -109,7 +114,8 @@ class _Station:
         self.channel_numbers = np.array(
             [cfg.channels.h, cfg.channels.v, cfg.channels.d, cfg.channels.a], dtype=np.uint8
         )
-        self.hwp_history: list[tuple[float, float, float]] = []
+        #: (t0, t1, HWP reading, the optical train's mirror term 2ρ at the mount's axes)
+        self.hwp_history: list[tuple[float, float, float, float]] = []
         self.scint: OrderedDict[int, F64] = OrderedDict()
 
     def scintillation(self, seed: int, k: int) -> float:
@@ -126,13 +132,20 @@ class _Station:
 
     def hwp_at(self, t: float) -> float:
         """The HWP reading reported for time ``t`` (nearest report; 0 if none)."""
-        best, best_dist = 0.0, math.inf
-        for t0, t1, deg in reversed(self.hwp_history):
+        return self._report_at(t)[0]
+
+    def train_at(self, t: float) -> float:
+        """The optical train's 2ρ (deg) at the mount's axes reported for ``t`` (nearest)."""
+        return self._report_at(t)[1]
+
+    def _report_at(self, t: float) -> tuple[float, float]:
+        best, best_dist = (0.0, 0.0), math.inf
+        for t0, t1, deg, train in reversed(self.hwp_history):
             if t0 <= t < t1:
-                return deg
+                return deg, train
             dist = t0 - t if t < t0 else t - t1
             if dist < best_dist:
-                best, best_dist = deg, dist
+                best, best_dist = (deg, train), dist
         return best
 
 
@@ -195,10 +208,20 @@ class World:
         st = self._station(station)
         return st.geo.az_el_range(t)[1] >= st.cfg.min_elevation_deg
 
-    def record_hwp(self, station: str, t0: float, t1: float, hwp_deg: float) -> None:
-        """Report a station's actual HWP reading over [t0, t1) (detections() does this too)."""
-        hist = self._station(station).hwp_history
-        hist.append((t0, t1, float(hwp_deg)))
+    def record_hwp(
+        self, station: str, t0: float, t1: float, hwp_deg: float, *, pointing: AltAz | None = None
+    ) -> None:
+        """Report a station's actual HWP reading over [t0, t1) (detections() does this too).
+
+        ``pointing``: the mount's actual axis angles, which turn the optical train's mirrors
+        (over the top the elevation axis stands at 180 - el); default: the line of sight.
+        """
+        st = self._station(station)
+        if pointing is None:
+            pointing = self.line_of_sight(station, 0.5 * (t0 + t1))
+        train = train_term_deg(pointing.az_deg, pointing.el_deg, st.cfg.optical_train)
+        hist = st.hwp_history
+        hist.append((t0, t1, float(hwp_deg), float(train)))
         if len(hist) > _HWP_HISTORY:
             del hist[: len(hist) - _HWP_HISTORY]
 
@@ -241,13 +264,16 @@ class World:
         err = pointing.separation_deg(self.line_of_sight(st.cfg.name, t))
         return link.receiver_coupling(err, st.cfg)
 
-    def _analyzer_angles(self, st: _Station, t_detect: float, hwp_deg: float) -> F64:
+    def _analyzer_angles(
+        self, st: _Station, t_detect: float, hwp_deg: float, train_deg: float
+    ) -> F64:
         """Source-frame angles (deg) of the H and D outputs (polframe module docstring).
 
         The plate (fast axis at reading - hwp_zero) and the optical train are reflections:
-        a = p·(β - 2χ) - Θ for β = 0 (H) and 45 (D).
+        a = p·(β - 2χ) - Θ for β = 0 (H) and 45 (D), Θ = θ - 2ρ with 2ρ from the mount's
+        actual axes (``train_deg``).
         """
-        big_theta = st.geo.theta_deg(t_detect)
+        big_theta = float(fold_axis_deg(np.asarray(st.geo.theta_deg(t_detect) - train_deg)))
         chi = hwp_deg - st.cfg.hwp_zero_deg
         return np.array(
             [source_frame_angle(st.parity, big_theta, chi, beta) for beta in (0.0, 45.0)]
@@ -276,7 +302,7 @@ class World:
         st = self._station(station)
         if not t1 > t0:
             return np.empty(0, np.int64), np.empty(0, np.uint8)
-        self.record_hwp(station, t0, t1, hwp_deg)
+        self.record_hwp(station, t0, t1, hwp_deg, pointing=pointing)
         if t1 - t0 > MAX_CALL_S:
             parts = []
             edge = t0
@@ -469,8 +495,8 @@ class World:
         """P(+) at the second station for pairs also detected at the first station."""
         nb = draws.n_both
         t_first = t_start + 0.5 * SLICE_S + first.geo.tof(t_start)
-        a_ref = self._analyzer_angles(first, t_first, first.hwp_at(t_first))
-        b_ref = self._analyzer_angles(st, t_det_mid, hwp_deg)
+        a_ref = self._analyzer_angles(first, t_first, *first._report_at(t_first))
+        b_ref = self._analyzer_angles(st, t_det_mid, hwp_deg, st.train_at(t_det_mid))
         fbits = draws.first_bits
         a_arm = emission.arm_of(fbits) if first.passive else np.zeros(nb, np.uint8)
         b_arm = emission.arm_of(draws.bits[:nb]) if st.passive else np.zeros(nb, np.uint8)
@@ -607,6 +633,9 @@ class World:
         sun_alt, moon_alt, illum = st.geo.sun_moon(t)
         t_ps = _to_ps(t) - _to_ps(self.config.tagger_epoch)
         refraction = st.geo.refraction_deg(el)
+        # Θ behind the train with the mount on the line of sight (not over the top)
+        train = train_term_deg(az, el + refraction, st.cfg.optical_train)
+        big_theta = float(fold_axis_deg(np.asarray(st.geo.theta_deg(t) - train)))
         return {
             "az_deg": az,
             "el_deg": el,
@@ -616,10 +645,9 @@ class World:
             "tof_s": st.geo.tof(t),
             "transmittance": self._link_efficiency(st, t),
             "airmass": link.kasten_young_airmass(el),
-            "theta_deg": st.geo.theta_deg(t),
+            "theta_deg": big_theta,
             # the plate reading that makes the source-frame angles constant: χ = -p·Θ/2
-            "hwp_compensation_deg": -st.parity * st.geo.theta_deg(t) / 2.0
-            + st.cfg.hwp_zero_deg,
+            "hwp_compensation_deg": -st.parity * big_theta / 2.0 + st.cfg.hwp_zero_deg,
             "optics_parity": float(st.parity),
             "sun_alt_deg": sun_alt,
             "moon_alt_deg": moon_alt,

@@ -1,7 +1,7 @@
 """`qgs analyze`: two stations' pass bundles → offset, coincidences, QBER, S and key.
 
     qgs analyze BUNDLE_A BUNDLE_B [BUNDLE_A2 BUNDLE_B2 ...] [--json OUT|-] [--report PNG]
-                [--key KEY.bin] [--force]
+                [--key KEY.bin] [--force] [--pair-rate-hz R]
     qgs analyze --campaign DIR ...
 
 Bundles are taken in pairs (A then B), or found under a campaign directory and paired by
@@ -11,6 +11,11 @@ user can meet prints one sentence and exits with its own code (:mod:`station.ana
 11 unusable bundle, 12 bundles that do not belong together, 13 missing metadata, 14 no time
 reference, 15 flat correlation, 16 output exists, 17 key distillation failed; 2 usage).
 No output file is overwritten without ``--force``.
+
+Each pair also gets the fibre comparison (:mod:`station.analysis.fibre`): the two-downlink
+loss in km of standard fibre and what the same source would give through fibre between the
+stations. The bundles do not record the source's pair rate: ``--pair-rate-hz`` gives it,
+default the rig's 5.9e6 pairs/s (physics.md).
 """
 
 from __future__ import annotations
@@ -90,7 +95,9 @@ def pair_bundles(paths: list[Path]) -> list[tuple[Path, Path]]:
     return pairs
 
 
-def _text(result: Any) -> str:
+def _text(result: Any, *, pair_rate_hz: float | None = None) -> str:
+    from station.analysis.fibre import fibre_from_result
+
     r = result
     q, s = r.summary.qber, r.summary.chsh
     lines = [
@@ -119,6 +126,10 @@ def _text(result: Any) -> str:
             f"  locality: {r.locality.fraction_spacelike * 100:.0f} % space-like, min margin "
             f"{r.locality.min_ps / 1e6:.2f} µs of {r.locality.light_time_ps / 1e6:.0f} µs"
         )
+    fibre = fibre_from_result(r, pair_rate_hz=pair_rate_hz)
+    lines.append(
+        "  fibre: no true coincidences over link time" if fibre is None else f"  {fibre.summary()}"
+    )
     lines.extend(f"  note: {n}" for n in r.notes)
     return "\n".join(lines)
 
@@ -128,6 +139,7 @@ def run(args: argparse.Namespace) -> int:
     from station.analysis.key import KeyParams
     from station.analysis.pipeline import analyze_pair, distill_key
 
+    pair_rate: float | None = getattr(args, "pair_rate_hz", None)
     try:
         if args.campaign:
             pairs = pair_bundles(find_bundles(Path(args.campaign)))
@@ -146,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
             r = analyze_pair(load_station(pa), load_station(pb))
             results.append(r)
             if args.json != "-":
-                print(_text(r), flush=True)
+                print(_text(r, pair_rate_hz=pair_rate), flush=True)
         key = distill_key(results, params=KeyParams(), seed=args.seed)
         if key is not None and args.json != "-":
             if key.no_key_reason:
@@ -167,8 +179,15 @@ def run(args: argparse.Namespace) -> int:
 def _write_outputs(args: argparse.Namespace, results: list[Any], key: Any) -> None:
     from station.analysis.schema import analysis_to_json
 
+    pair_rate: float | None = getattr(args, "pair_rate_hz", None)
+
     if args.json:
-        doc = analysis_to_json(results, key, options={"seed": args.seed})
+        doc = analysis_to_json(
+            results,
+            key,
+            options={"seed": args.seed, "pair_rate_hz": pair_rate},
+            pair_rate_hz=pair_rate,
+        )
         text = json.dumps(doc, indent=2, allow_nan=False) + "\n"
         if args.json == "-":
             sys.stdout.write(text)
@@ -177,11 +196,16 @@ def _write_outputs(args: argparse.Namespace, results: list[Any], key: Any) -> No
     if args.report:
         from station.analysis.report import write_report
 
-        write_report(results[0], Path(args.report), key=key)
+        write_report(results[0], Path(args.report), key=key, pair_rate_hz=pair_rate)
         if len(results) > 1:
             for i, r in enumerate(results[1:], start=2):
                 path = Path(args.report)
-                write_report(r, path.with_name(f"{path.stem}-{i}{path.suffix}"), key=key)
+                write_report(
+                    r,
+                    path.with_name(f"{path.stem}-{i}{path.suffix}"),
+                    key=key,
+                    pair_rate_hz=pair_rate,
+                )
     if args.key:
         if key is None or not key.secure_length:
             reason = "no key-mode coincidences" if key is None else key.no_key_reason
@@ -204,6 +228,17 @@ def main_analyze(argv: list[str]) -> int:
     return run(parser.parse_args(["analyze", *argv]))
 
 
+def _pair_rate(text: str) -> float:
+    """argparse type of ``--pair-rate-hz``: a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected pairs per second, got {text!r}") from None
+    if not (value > 0.0 and value < float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a pair rate > 0, got {text!r}")
+    return value
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "analyze",
@@ -218,4 +253,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--key", help="write the final key (packed bits) here, and KEY.sha256")
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
     p.add_argument("--seed", type=int, default=0, help="seed of the key's sampling and hashing")
+    p.add_argument(
+        "--pair-rate-hz",
+        type=_pair_rate,
+        default=None,
+        help="the source's pair rate for the fibre comparison (pairs/s; bundles do not record "
+        "it; default the rig's 5.9e6)",
+    )
     p.set_defaults(func=run)

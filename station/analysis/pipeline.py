@@ -17,7 +17,9 @@ Order of the steps (docs/analysis.md has the why of each):
 6. statistics from the analyzers' source-frame angles recorded in each manifest: QBER per
    basis, visibility, CHSH S ± σ, the locality margin (:mod:`station.analysis.statistics`);
 7. key (key mode): BBM92 sifting, then the budget over passes and distillation
-   (:mod:`station.analysis.key`).
+   (:mod:`station.analysis.key`); coincidences whose outcomes the live classical channel
+   revealed during the pass (the manifest's ``live_channel`` rule,
+   :mod:`station.analysis.key.reveal`) are dropped from the key first.
 
 Everything is computed on int64 picoseconds; float64 only for small residuals.
 """
@@ -38,6 +40,7 @@ from station.analysis import statistics as stats
 from station.analysis.bundles import StationData
 from station.analysis.errors import BundlesMismatch, MissingMetadata, NoCorrelation
 from station.analysis.key import KeyParams, KeyResult, SiftedKey, distill, sift
+from station.analysis.key.reveal import LightTime, RevealParams, RuleAnchor, revealed_mask
 from station.analysis.offset import (
     OffsetEstimate,
     OffsetTrack,
@@ -115,6 +118,10 @@ class PairResult:
     offset_series: tuple[I64, F64]
     key: KeyResult | None = None
     notes: list[str] = field(default_factory=list)
+    #: key mode: coincidences whose outcome the live channel revealed at either station
+    live_revealed_pairs: int = 0
+    #: key mode: sifted bits dropped from the key because the live channel revealed them
+    live_dropped_sifted: int = 0
 
     @property
     def coincidences(self) -> int:
@@ -220,6 +227,35 @@ def _distance_m(a: StationData, b: StationData) -> float:
     return float(np.linalg.norm(_site(a).itrs_km - _site(b).itrs_km) * 1000.0)
 
 
+def live_revealed(st: StationData) -> npt.NDArray[np.bool_] | None:
+    """Which of the station's events the live channel revealed (key mode), or None.
+
+    Recomputes the daemon's rule (:mod:`station.analysis.key.reveal`) from the manifest's
+    ``analyzer.live_channel`` section (or a top-level ``live_channel``), the recorded PPS
+    edges, the TLE and the site, with each revealed slot widened by the rule's guard (a
+    revealed bit must never stay in the key).
+    """
+    analyzer = st.manifest.get("analyzer")
+    live = st.manifest.get("live_channel") or (
+        analyzer.get("live_channel") if isinstance(analyzer, dict) else None
+    )
+    if not isinstance(live, dict) or live.get("mode") != "key":
+        return None
+    anchor = live.get("rule_anchor")
+    if not isinstance(anchor, dict) or st.tle is None:
+        return np.zeros(st.t_ps.size, dtype=bool)  # the rule never started: nothing revealed
+    try:
+        params = RevealParams.from_json(live)
+        rule = RuleAnchor(int(anchor["tagger_ps"]), int(anchor["posix_s"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise MissingMetadata(
+            f"{st.path}: the manifest's live_channel section is unusable ({exc}); expected "
+            "fraction, seed, slot_s, guard_s and rule_anchor {tagger_ps, posix_s}"
+        ) from None
+    light = LightTime(st.tle, _site(st))
+    return revealed_mask(st.t_ps, st.pps_ps, rule, light, params, guard=True)
+
+
 def _arm_bit(code: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8]]:
     """Codes 0..3 (H, V, D, A) → passive arm (0 H/V, 1 D/A) and outcome bit (0 "+", 1 "−")."""
     return (code >> 1).astype(np.uint8), (code & 1).astype(np.uint8)
@@ -250,11 +286,15 @@ def analyze_pair(
     tle = _tle(a, b)
     prior = _prior(a, b, tle, ref, lo, hi)
     t_b = remove_flight_time(prior, t_b_utc, ref)
+    key_mode = a.analyzer.mode == "key" and b.analyzer.mode == "key"
+    rev_a = live_revealed(a) if key_mode else None
+    rev_b = live_revealed(b) if key_mode else None
     # the flight-time correction is monotonic but B's own order must survive rounding
     if t_b.size > 1 and np.any(np.diff(t_b) < 0):
         order = np.argsort(t_b, kind="stable")
         t_b, t_b_utc = t_b[order], t_b_utc[order]
         b_code = b.code[order]
+        rev_b = None if rev_b is None else rev_b[order]
     else:
         b_code = b.code
     overlap_lo, overlap_hi = max(int(t_a[0]), int(t_b[0])), min(int(t_a[-1]), int(t_b[-1]))
@@ -307,6 +347,7 @@ def analyze_pair(
     if t_b2.size > 1 and np.any(np.diff(t_b2) < 0):
         order = np.argsort(t_b2, kind="stable")
         t_b2, t_b_utc, b_code = t_b2[order], t_b_utc[order], b_code[order]
+        rev_b = None if rev_b is None else rev_b[order]
     window = opt.window_ps or co.window_from_width(float(est.width_ps), k=opt.window_k_sigma)
     pairs = co.match(t_a, t_b2, window_ps=window)
     code_a, code_b = a.code[pairs.idx_a], b_code[pairs.idx_b]  #: each pair's outputs
@@ -347,15 +388,30 @@ def analyze_pair(
     hist_bin = max(window // 8, 50)
     hist = co.histogram(t_a, t_b2, half_range_ps=100 * hist_bin, bin_ps=hist_bin)
     sifted = None
-    if a.analyzer.mode == "key" and b.analyzer.mode == "key" and len(pairs):
+    live_pairs = live_dropped = 0
+    if key_mode and len(pairs):
+        revealed = np.zeros(len(pairs), dtype=bool)
+        if rev_a is not None:
+            revealed |= rev_a[pairs.idx_a]
+        if rev_b is not None:
+            revealed |= rev_b[pairs.idx_b]
+        keep = ~revealed
         arm_a, bit_a = _arm_bit(code_a)
         arm_b, bit_b = _arm_bit(code_b)
         anti = tuple(
-            stats.ideal_correlation(a.analyzer.arm_angles[j], b.analyzer.arm_angles[j], state)
-            < 0.0
+            stats.ideal_correlation(a.analyzer.arm_angles[j], b.analyzer.arm_angles[j], state) < 0.0
             for j in (0, 1)
         )
-        sifted = sift(arm_a, bit_a, arm_b, bit_b, anticorrelated=(anti[0], anti[1]))
+        sifted = sift(
+            arm_a[keep], bit_a[keep], arm_b[keep], bit_b[keep], anticorrelated=(anti[0], anti[1])
+        )
+        live_pairs = int(revealed.sum())
+        live_dropped = int(np.count_nonzero(arm_a[revealed] == arm_b[revealed]))
+        if live_pairs:
+            notes.append(
+                f"{live_dropped} sifted bits dropped from the key: the live channel revealed "
+                f"their outcomes ({live_pairs} coincidences)"
+            )
     grid = np.linspace(overlap_lo, overlap_hi, 200).astype(np.int64)
     return PairResult(
         a=a,
@@ -384,6 +440,8 @@ def analyze_pair(
         pair_code_b=code_b,
         offset_series=(grid, np.asarray(track.at(grid), np.float64)),
         notes=notes,
+        live_revealed_pairs=live_pairs,
+        live_dropped_sifted=live_dropped,
     )
 
 

@@ -11,7 +11,8 @@ and in CI):
 (d) the coincidence histogram of t_B − t_A around the peak with the window and the
     accidental floor (the peak-to-floor ratio is the CAR);
 (e) QBER (key mode) or CHSH S (Bell mode) per time bin, with CAR on a twin axis;
-(f) the headline figures as text.
+(f) the headline figures as text, ending with the fibre comparison
+    (:mod:`station.analysis.fibre`: the pass's two-downlink loss in km of fibre).
 
 Panel (e) needs each pair's B output. ``PairResult`` keeps B's codes only in the station
 order (``b.code``), while the pipeline pairs a *reordered* B stream when rounding reorders it;
@@ -38,6 +39,7 @@ from matplotlib.figure import Figure
 
 from station.analysis import statistics as stats
 from station.analysis.errors import AnalysisError
+from station.analysis.fibre import fibre_from_result, format_power_of_ten
 from station.analysis.key import KeyResult
 from station.analysis.pipeline import PairResult
 from station.analysis.schema import iso_utc
@@ -57,6 +59,7 @@ TEXT_COLUMNS = 50
 __all__ = [
     "BinnedStatistic",
     "binned_statistic",
+    "fibre_lines",
     "headline",
     "pair_codes_b",
     "render",
@@ -253,7 +256,24 @@ def _fmt(x: float | None, spec: str = ".3g") -> str:
     return "—" if x is None or not math.isfinite(x) else format(x, spec)
 
 
-def headline(r: PairResult, key: KeyResult | None) -> list[str]:
+def fibre_lines(r: PairResult, *, pair_rate_hz: float | None = None) -> list[str]:
+    """The fibre comparison in short lines (the panel's width), or why there is none."""
+    f = fibre_from_result(r, pair_rate_hz=pair_rate_hz)
+    if f is None:
+        return ["fibre: no true coincidences over link time"]
+    return [
+        f"fibre: {f.channel_loss_db:.1f} dB = {f.equivalent_fibre_1550_km:.0f} km @1550 nm, "
+        f"{f.equivalent_fibre_810_km:.0f} km @810 nm",
+        f"{f.distance_km:.0f} km of fibre: "
+        f"{format_power_of_ten(f.log10_fibre_pairs_1550_per_s)} pairs/s @1550 nm,",
+        f"  {format_power_of_ten(f.log10_fibre_pairs_810_per_s)} pairs/s @810 nm"
+        + (" (source rate assumed)" if f.pair_rate_is_default else ""),
+    ]
+
+
+def headline(
+    r: PairResult, key: KeyResult | None, *, pair_rate_hz: float | None = None
+) -> list[str]:
     """The text of panel (f): one figure per line, units in the text."""
     s = r.summary
     est = r.estimate
@@ -300,19 +320,21 @@ def headline(r: PairResult, key: KeyResult | None) -> list[str]:
             lines.append(k.no_key_reason)
     elif r.sifted is not None:
         lines.append(f"key: {r.sifted.n} sifted bits (not distilled)")
+    lines.extend(fibre_lines(r, pair_rate_hz=pair_rate_hz))
     if r.partial:
         lines.append("PARTIAL: " + "; ".join(r.partial_reasons))
     return lines
 
 
-def _panel_text(ax: Any, r: PairResult, key: KeyResult | None) -> None:
+def _panel_text(ax: Any, r: PairResult, key: KeyResult | None, pair_rate_hz: float | None) -> None:
     ax.axis("off")
     ax.set_title("(f) headline figures")
     ax.text(
         0.0,
         1.0,
         "\n".join(
-            textwrap.fill(line, TEXT_COLUMNS, subsequent_indent="  ") for line in headline(r, key)
+            textwrap.fill(line, TEXT_COLUMNS, subsequent_indent="  ")
+            for line in headline(r, key, pair_rate_hz=pair_rate_hz)
         ),
         transform=ax.transAxes,
         va="top",
@@ -323,8 +345,13 @@ def _panel_text(ax: Any, r: PairResult, key: KeyResult | None) -> None:
     )
 
 
-def render(r: PairResult, *, key: KeyResult | None = None) -> bytes:
-    """The report as PNG bytes (no file I/O; :func:`write_report` writes them)."""
+def render(
+    r: PairResult, *, key: KeyResult | None = None, pair_rate_hz: float | None = None
+) -> bytes:
+    """The report as PNG bytes (no file I/O; :func:`write_report` writes them).
+
+    ``pair_rate_hz``: the source's pair rate for the fibre line (None: the rig default).
+    """
     # Figure() without pyplot: no global backend switch, no GUI, freed with the object
     fig = Figure(figsize=PAGE_IN, dpi=DPI, layout="constrained")
     FigureCanvasAgg(fig)  # the Agg (raster, display-less) canvas, without touching rcParams
@@ -339,17 +366,23 @@ def render(r: PairResult, *, key: KeyResult | None = None) -> bytes:
     _panel_offset(axes[0, 2], r)
     _panel_histogram(axes[1, 0], r)
     _panel_quality(axes[1, 1], r)
-    _panel_text(axes[1, 2], r, key)
+    _panel_text(axes[1, 2], r, key, pair_rate_hz)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=DPI)
     return buf.getvalue()
 
 
-def write_report(r: PairResult, path: Path, *, key: KeyResult | None = None) -> Path:
+def write_report(
+    r: PairResult,
+    path: Path,
+    *,
+    key: KeyResult | None = None,
+    pair_rate_hz: float | None = None,
+) -> Path:
     """Render the one-page report of ``r`` to ``path`` (PNG, atomic replace); returns path.
 
     ``key`` is the pooled :func:`station.analysis.pipeline.distill_key` result for the text
     panel (else ``r.key``).
     """
-    atomic_write_bytes(Path(path), render(r, key=key))
+    atomic_write_bytes(Path(path), render(r, key=key, pair_rate_hz=pair_rate_hz))
     return Path(path)

@@ -36,6 +36,7 @@ import numpy.typing as npt
 
 from station.analysis import statistics as stats
 from station.analysis.bundles import OUTPUTS, StationData
+from station.analysis.fibre import FibreComparison, fibre_from_result
 from station.analysis.key import KeyResult
 from station.analysis.pipeline import PairResult
 from station.analysis.timetransfer import TimeTransfer
@@ -254,11 +255,21 @@ def _rates(r: PairResult, start_ps: int) -> list[dict[str, Any]]:
     return out
 
 
-def pair_to_json(r: PairResult) -> dict[str, Any]:
+def fibre_to_json(f: FibreComparison | None) -> dict[str, Any] | None:
+    """The fibre comparison (:mod:`station.analysis.fibre`) of a pair, or None."""
+    if f is None:
+        return None
+    out = f.to_json()
+    return {k: (_num(v) if isinstance(v, float) else v) for k, v in out.items()}
+
+
+def pair_to_json(r: PairResult, *, pair_rate_hz: float | None = None) -> dict[str, Any]:
     """One pair of bundles' result as a JSON-able dict (no numpy types, NaN → null).
 
     Times of the rate bins are given both as UTC and as seconds since the first bin's start
     (``start_utc`` of the pair), which is how the report's time axes are drawn.
+    ``pair_rate_hz`` is the source's pair rate for the fibre comparison (the bundles do not
+    record it; None: the rig's documented default, and the ``fibre`` block says so).
     """
     edges = r.rates.bin_edges_ps
     start_ps = int(edges[0]) if edges.size else 0
@@ -348,7 +359,13 @@ def pair_to_json(r: PairResult) -> dict[str, Any]:
             "n_bits": int(r.sifted.n),
             "n_per_basis": [int(r.sifted.n_per_basis[0]), int(r.sifted.n_per_basis[1])],
         },
+        # the live classical channel revealed these outcomes: used for statistics, never key
+        "live_channel": {
+            "revealed_pairs": int(r.live_revealed_pairs),
+            "dropped_sifted_bits": int(r.live_dropped_sifted),
+        },
         "key": None if r.key is None else key_to_json(r.key),
+        "fibre": fibre_to_json(fibre_from_result(r, pair_rate_hz=pair_rate_hz)),
         "notes": list(r.notes),
     }
 
@@ -382,12 +399,14 @@ def analysis_to_json(
     *,
     options: Mapping[str, Any],
     created: datetime | None = None,
+    pair_rate_hz: float | None = None,
 ) -> dict[str, Any]:
     """The whole run's document: header, one entry per pair, the pooled key, the options.
 
     ``key`` is :func:`station.analysis.pipeline.distill_key`'s result; None (no key-mode pass)
     becomes ``{"no_key_reason": ...}`` so a reader always finds a reason when there is no key.
-    ``created`` (default: now) is for reproducible documents in tests.
+    ``created`` (default: now) is for reproducible documents in tests; ``pair_rate_hz`` goes
+    to every pair's fibre comparison (:func:`pair_to_json`).
     """
     when = (created or datetime.now(UTC)).astimezone(UTC)
     return {
@@ -400,7 +419,7 @@ def analysis_to_json(
             "numpy": np.__version__,
         },
         "created_utc": when.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-        "pairs": [pair_to_json(r) for r in pairs],
+        "pairs": [pair_to_json(r, pair_rate_hz=pair_rate_hz) for r in pairs],
         "key": {"no_key_reason": NO_KEY_MODE_PASS} if key is None else key_to_json(key),
         "options": jsonable(dict(options)),
     }
@@ -589,6 +608,35 @@ def json_schema() -> dict[str, Any]:
         },
         title="a distilled block (the key bits are never written)",
     )
+    fibre = _obj(
+        {
+            "pair_rate_hz": num,
+            "pair_rate_is_default": _t("boolean"),
+            "detector_efficiency_a": num,
+            "detector_efficiency_b": num,
+            "coincidence_rate_hz": num,
+            "total_loss_db": num,
+            "channel_loss_db": num,
+            "distance_km": num,
+            "alpha_1550_db_per_km": num,
+            "alpha_810_db_per_km": num,
+            "equivalent_fibre_1550_km": num,
+            "equivalent_fibre_810_km": num,
+            "fibre_loss_1550_db": num,
+            "fibre_loss_810_db": num,
+            "log10_fibre_pairs_1550_per_s": num,
+            "log10_fibre_pairs_810_per_s": num,
+            "advantage_1550_db": num,
+            "geometry": string,
+        },
+        title=(
+            "the pass's two-downlink loss in fibre terms (station/analysis/fibre.py): true "
+            "coincidences per second over link time against the source's pair rate "
+            "(not recorded in bundles: an input, default the rig's), the equivalent fibre "
+            "lengths, and log10 of the pairs/s the same source would give through fibre over "
+            "the stations' great-circle distance; null without true coincidences"
+        ),
+    )
     matrix4 = _arr(_arr(count, 4), 4)
     pair = _obj(
         {
@@ -668,7 +716,9 @@ def json_schema() -> dict[str, Any]:
             ),
             "rate_bins": _arr(_ref("rate_bin")),
             "sifted": _nullable(_obj({"n_bits": count, "n_per_basis": _arr(count, 2)})),
+            "live_channel": _obj({"revealed_pairs": count, "dropped_sifted_bits": count}),
             "key": _nullable(_ref("key")),
+            "fibre": _nullable(_ref("fibre")),
             "notes": _arr(string),
         },
         title="one pair of bundles (station A, station B)",
@@ -716,6 +766,7 @@ def json_schema() -> dict[str, Any]:
             "correlation": correlation,
             "rate_bin": rate_bin,
             "key": key,
+            "fibre": fibre,
             "pair": pair,
         },
     }

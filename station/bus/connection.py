@@ -9,6 +9,7 @@ from __future__ import annotations
 import socket
 import ssl
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 from urllib.parse import unquote, urlsplit
 
@@ -17,6 +18,25 @@ import aiomqtt
 from drivers.errors import ConfigError
 
 NODELAY = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
+
+
+def read_secret(
+    path: str | Path,
+    what: str = "password file",
+    *,
+    source: str | None = None,
+    key: str | None = None,
+) -> str:
+    """A credential file's content (stripped): passwords never go on a command line, where
+    every user sees them in ``/proc/<pid>/cmdline``. Unreadable: a ConfigError naming it."""
+    try:
+        return Path(path).read_text().strip()
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read the {what} {path}: {exc.strerror or exc}",
+            source=source or str(path),
+            key=key,
+        ) from None
 
 
 @dataclass(frozen=True)

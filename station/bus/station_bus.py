@@ -9,8 +9,9 @@ with a bounded wait, and a lost broker only shows up as ``connected == False``.
 Topics (``qgs/v1/<station>/…``; see docs/mqtt-api.md):
 
 - ``status`` (retained, QoS 1): ``{"state": "online"|"offline", "summary": …, "session": n}``;
-  the Last Will is the same topic with ``offline``. ``session`` increases with every
-  connection so a late Will from an older session (broker session takeover) is recognisable.
+  the Last Will is the same topic with ``offline`` (summary ``OFFLINE``). ``session``
+  increases with every connection, also across restarts (wall-clock ms), so a late Will
+  from an older session (broker session takeover) is recognisable.
 - ``state/<component>`` (retained, QoS 1), ``telemetry/<stream>`` (QoS 0, ``seq`` for gap
   detection), ``event/<name>`` (QoS 1), ``cmd/<name>`` (QoS 1, never retained).
 """
@@ -23,6 +24,7 @@ import fnmatch
 import json
 import logging
 import random
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
@@ -166,6 +168,7 @@ class StationBus:
         self._retained: dict[str, bytes] = {}
         self._seq: dict[str, int] = {}
         self.session = 0
+        self.connections = 0  #: successful broker connections since start
         self.dropped_telemetry = 0
 
     # ------------------------------------------------------------------ lifecycle
@@ -210,10 +213,12 @@ class StationBus:
 
     # ------------------------------------------------------------------ publishing
 
-    def _status_payload(self, state: str, reason: str | None = None) -> bytes:
+    def _status_payload(
+        self, state: str, reason: str | None = None, *, summary: str | None = None
+    ) -> bytes:
         body: dict[str, Any] = {
             "state": state,
-            "summary": self._state(),
+            "summary": summary or self._state(),
             "session": self.session,
             "ts": self.clock.now(),
         }
@@ -244,9 +249,13 @@ class StationBus:
 
     async def publish_state(self, component: str, state: Mapping[str, Any]) -> None:
         """Retained last-known state of a component (mount, analyzer, tagger, pass)."""
-        payload = json.dumps({"ts": self.clock.now(), **state}).encode()
-        self._retained[f"state/{component}"] = payload
-        await self._best_effort(f"state/{component}", payload, qos=1, retain=True)
+        await self.publish_retained(f"state/{component}", state)
+
+    async def publish_retained(self, suffix: str, body: Mapping[str, Any]) -> None:
+        """A retained JSON message under this node, re-published after every reconnect."""
+        payload = json.dumps({"ts": self.clock.now(), **body}).encode()
+        self._retained[suffix] = payload
+        await self._best_effort(suffix, payload, qos=1, retain=True)
 
     async def publish_telemetry(self, stream: str, samples: Mapping[str, Any]) -> None:
         """Batched samples, QoS 0, with a per-stream ``seq`` (dropped while offline)."""
@@ -257,6 +266,16 @@ class StationBus:
             self.dropped_telemetry += 1
             return
         await self._best_effort(f"telemetry/{stream}", payload, qos=0, retain=False)
+
+    async def publish_raw(self, suffix: str, payload: bytes, *, qos: int, retain: bool) -> bool:
+        """A binary payload (no JSON), best effort: False when it was not handed over."""
+        if not self.connected:
+            return False
+        try:
+            await self._publish(suffix, payload, qos=qos, retain=retain)
+        except (aiomqtt.MqttError, TimeoutError):
+            return False
+        return True
 
     async def publish_event(self, name: str, body: Mapping[str, Any]) -> None:
         payload = json.dumps({"ts": self.clock.now(), **body}).encode()
@@ -273,16 +292,21 @@ class StationBus:
     async def _run(self) -> None:
         delay = self._backoff[0]
         while not self._stopping:
-            self.session += 1
+            # Sessions must also increase across daemon restarts (readers drop an "offline"
+            # older than the last "online"): wall-clock milliseconds, never below last + 1.
+            self.session = max(self.session + 1, time.time_ns() // 1_000_000)
             will = aiomqtt.Will(
                 station_topic(self.station, "status"),
-                self._status_payload("offline", "lwt"),
+                # what the broker says when the station is gone: nothing of the state it had
+                # when it connected (that would be stale), only OFFLINE
+                self._status_payload("offline", "lwt", summary="OFFLINE"),
                 qos=1,
                 retain=True,
             )
             try:
                 async with self.broker.client(self.client_id, will=will) as client:
                     self._client = client
+                    self.connections += 1
                     self._connected.set()
                     delay = self._backoff[0]
                     self._retained["status"] = self._status_payload("online")

@@ -82,17 +82,28 @@ COMMANDS: tuple[CommandSpec, ...] = (
     ),
     CommandSpec(
         "set_mode",
-        (Arg("mode", "string", choices=("key", "bell"), doc="analyzer mode"),),
+        (
+            Arg("mode", "string", choices=("key", "bell"), doc="analyzer mode"),
+            Arg(
+                "bell_offset_deg",
+                "number",
+                required=False,
+                min=-90.0,
+                max=90.0,
+                doc="Bell mode: this station's extra plate angle (deg; [analyzer] default)",
+            ),
+        ),
         RUNNING,
-        "select the analyzer mode (BB84 key bases or CHSH Bell angles)",
+        "select the analyzer mode (BB84 key bases or CHSH Bell angles) for the next passes; "
+        "not while a pass is in progress (its bundle records one mode)",
     ),
 )
 
 
-def markdown_table() -> str:
-    """The command table as Markdown (for docs/mqtt-api.md)."""
+def markdown_table(commands: tuple[CommandSpec, ...] = COMMANDS) -> str:
+    """A command table as Markdown (for docs/mqtt-api.md); the daemon's by default."""
     rows = ["| command | arguments | valid in | what it does |", "|---|---|---|---|"]
-    for spec in COMMANDS:
+    for spec in commands:
         args = (
             "<br>".join(
                 f"`{a.name}` {a.type}{'' if a.required else ' (optional)'}"

@@ -28,9 +28,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiomqtt
+
 from drivers.clock import Clock, SystemClock, WarpClock, WarpSpec
 from drivers.errors import ConfigError, DeviceError
-from station.bus.connection import BrokerConfig
+from station.bus.connection import BrokerConfig, read_secret
 from station.bus.embedded import BrokerUnavailable, EmbeddedBroker
 from station.bus.requester import CommandTimeout, Requester
 from station.config import DevicesConfig, StationConfig, load_station_config
@@ -86,12 +88,7 @@ async def broker_for(cfg: StationConfig, override: str | None) -> AsyncIterator[
         return
     password = None
     if mqtt.password_file is not None:
-        try:
-            password = mqtt.password_file.read_text().strip()
-        except OSError as exc:
-            raise ConfigError(
-                f"cannot read the password file: {exc}", source=cfg.source, key="mqtt.password_file"
-            ) from None
+        password = read_secret(mqtt.password_file, source=cfg.source, key="mqtt.password_file")
     yield BrokerConfig.from_url(
         url,
         username=mqtt.username,
@@ -113,6 +110,15 @@ async def run_daemon(args: argparse.Namespace) -> int:
     if args.data_dir:
         recording = dataclasses.replace(cfg.daemon.recording, data_dir=Path(args.data_dir))
         cfg = dataclasses.replace(cfg, daemon=dataclasses.replace(cfg.daemon, recording=recording))
+    if args.username or args.password_file or args.ca_file:
+        mqtt = cfg.daemon.mqtt
+        mqtt = dataclasses.replace(
+            mqtt,
+            username=args.username or mqtt.username,
+            password_file=Path(args.password_file) if args.password_file else mqtt.password_file,
+            ca_file=Path(args.ca_file) if args.ca_file else mqtt.ca_file,
+        )
+        cfg = dataclasses.replace(cfg, daemon=dataclasses.replace(cfg.daemon, mqtt=mqtt))
     clock = _clock(clock_spec)
     elements = load_station_elements(cfg, clock.now(), Path(args.tle) if args.tle else None)
     async with broker_for(cfg, args.broker) as broker:
@@ -136,10 +142,16 @@ async def send_command(args: argparse.Namespace) -> int:
             parsed[key] = json.loads(value)
         except json.JSONDecodeError:
             parsed[key] = value  # a bare string
+    password = args.password
+    if args.password_file:
+        password = await asyncio.to_thread(read_secret, args.password_file)
+    if args.ca_file:
+        await asyncio.to_thread(read_secret, args.ca_file, "CA file")  # fail with its name
     broker = BrokerConfig.from_url(
         args.broker,
         username=args.username,
-        password=args.password,
+        password=password,
+        ca_file=args.ca_file,
         protocol="v311" if args.v311 else "v5",
     )
     async with Requester(broker, SystemClock()) as requester:
@@ -161,6 +173,15 @@ def _guard(coro_fn: Any) -> Any:
         except (ConfigError, DeviceError, BrokerUnavailable, CommandTimeout) as exc:
             print(f"qgs: {exc}", file=sys.stderr)
             return 2
+        except (aiomqtt.MqttError, OSError, TimeoutError) as exc:
+            # an unreachable or refusing broker, a TLS failure: one line, not a traceback
+            print(
+                f"qgs: cannot use the broker {args.broker}: {exc or type(exc).__name__}",
+                file=sys.stderr,
+            )
+            return 2
+        except KeyboardInterrupt:
+            return 130
 
     return run
 
@@ -175,6 +196,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run.add_argument("--broker", help="broker URL or 'embedded' (overrides [mqtt] broker)")
     run.add_argument("--tle", help="orbit elements file (overrides [tle] path)")
     run.add_argument("--data-dir", help="where pass bundles go (overrides [recording])")
+    run.add_argument("--username", help="broker user (overrides [mqtt] username)")
+    run.add_argument("--password-file", help="broker password file (overrides [mqtt])")
+    run.add_argument("--ca-file", help="CA for an mqtts:// broker (overrides [mqtt] ca_file)")
     run.add_argument("--enable", action="store_true", help="start ENABLED (run the schedule)")
     run.add_argument("--duration", type=float, help="stop after this many wall seconds")
     run.set_defaults(func=_guard(run_daemon))
@@ -185,7 +209,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     cmd.add_argument("args", nargs="*", help="arguments as key=value (values parsed as JSON)")
     cmd.add_argument("--broker", default="mqtt://127.0.0.1:1883", help="broker URL")
     cmd.add_argument("--username")
-    cmd.add_argument("--password")
+    cmd.add_argument(
+        "--password", help="visible to every user in the process list: prefer --password-file"
+    )
+    cmd.add_argument("--password-file", help="read the broker password from this file")
+    cmd.add_argument("--ca-file", help="CA certificate to verify an mqtts:// broker")
     cmd.add_argument("--v311", action="store_true", help="MQTT 3.1.1 (e.g. amqtt)")
     cmd.add_argument("--timeout", type=float, default=10.0, help="wall seconds to wait for ACK")
     cmd.set_defaults(func=_guard(send_command))

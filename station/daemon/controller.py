@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 from collections import deque
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -43,6 +45,18 @@ log = logging.getLogger(__name__)
 
 START_AHEAD_S = 600.0  #: hand a pass to its runner this long before AOS (planning, slew)
 ABORT_WAIT_S = 120.0  #: clock-second bound an abort/safe command waits for the stow
+
+
+TRACK_POINTS = 200  #: bound on the planned sky track published in ``state/pass``
+
+
+def _sky_track(t_s: Any, az_deg: Any, el_deg: Any) -> list[list[float]]:
+    """``[[t, az, el], ...]`` (POSIX s, deg) downsampled evenly to <= TRACK_POINTS points."""
+    idx = np.unique(np.linspace(0, len(t_s) - 1, min(len(t_s), TRACK_POINTS)).astype(int))
+    return [
+        [round(float(t_s[i]), 1), round(float(az_deg[i]), 2), round(float(el_deg[i]), 2)]
+        for i in idx
+    ]
 
 
 class StationController:
@@ -71,7 +85,8 @@ class StationController:
         self._enable_on_start = enable
         self.machine = PassStateMachine(self._on_transition)
         self.devices = StationDevices.open(cfg, clock, self._on_link)
-        self.schedule = Schedule(cfg, elements)
+        decisions = Path(cfg.daemon.recording.data_dir) / cfg.name / "schedule-decisions.json"
+        self.schedule = Schedule(cfg, elements, decisions)
         self.gate = safety_gate(cfg)
         self.bus = StationBus(
             cfg.name,
@@ -104,7 +119,8 @@ class StationController:
         with contextlib.suppress(TimeoutError):
             await self.bus.wait_connected(5.0)  # the station runs without a broker too
         try:
-            await self._connect_devices()
+            if not await self._unless_stopped(self._connect_devices()):
+                return  # SIGTERM while a device was still connecting (a silent one can take long)
             if self._enable_on_start and self.summary is SummaryState.STANDBY:
                 await self._set_summary(SummaryState.ENABLED, "enabled at start")
             telemetry = asyncio.create_task(self._telemetry_loop(), name="telemetry")
@@ -116,15 +132,52 @@ class StationController:
         finally:
             await self._shutdown()
 
+    async def _unless_stopped(self, work: Any) -> bool:
+        """Run ``work``; False (and ``work`` cancelled) if a stop is requested first."""
+        task = asyncio.create_task(work)
+        stop = asyncio.create_task(self._stop.wait())
+        try:
+            await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+        if task.done():
+            task.result()
+            return True
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        return False
+
     async def _connect_devices(self) -> None:
         errors = await self.devices.connect()
         await self._publish_devices()
         for role, error in errors.items():
             await self.alarm(role, f"could not connect: {error}", level="error")
+        unwritable = await asyncio.to_thread(self._data_dir_problem)
+        if unwritable:
+            await self.alarm("recording", unwritable, level="error")
         if "mount" in errors:
             await self._set_summary(SummaryState.FAULT, f"mount: {errors['mount']}")
+        elif unwritable:
+            await self._set_summary(SummaryState.FAULT, unwritable)
         else:
             await self._set_summary(SummaryState.STANDBY, "devices connected")
+        # every retained state a reader needs, from the start (not only after a first pass)
+        await self._publish_pass()
+        await self._fresh_schedule()
+        await self.bus.publish_state("schedule", {"passes": self._schedule_json()})
+
+    def _data_dir_problem(self) -> str | None:
+        """Why the bundles could not be written (found at start, not at the first AOS)."""
+        data_dir = Path(self.cfg.daemon.recording.data_dir)
+        try:
+            data_dir.mkdir(parents=True, exist_ok=True)
+            probe = data_dir / f".write-probe-{self.cfg.name}"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            why = exc.strerror or str(exc)
+            return f"data directory {data_dir} is not writable ({why}); no pass can be recorded"
+        return None
 
     async def _shutdown(self) -> None:
         if self._run_task is not None and not self._run_task.done():
@@ -159,6 +212,9 @@ class StationController:
             body["pass_id"] = run.entry.id
             body["aos_utc"] = iso(run.entry.pass_.aos_s)
             body["los_utc"] = iso(run.entry.pass_.los_s)
+            if run.plan is not None:  # the planned sky track, for dashboards' sky plots
+                look = run.plan.look
+                body["track"] = _sky_track(look.t_s, look.az_deg, look.el_deg)
         if change is not None:
             body["previous"] = change.old.value
             body["reason"] = change.reason
@@ -237,6 +293,13 @@ class StationController:
         self.run = PassRun(
             self.cfg, self.devices, self.clock, self.elements, entry, self.machine, pass_alarm
         )
+        bus = self.bus
+
+        async def live_sink(payload: bytes) -> bool:
+            # the live classical channel: QoS 0, best effort (docs/mqtt-api.md)
+            return await bus.publish_raw("live/events", payload, qos=0, retain=False)
+
+        self.run.live_sink = live_sink
         self._run_task = asyncio.create_task(self.run.run(), name=f"pass-{entry.id}")
         self._run_task.add_done_callback(lambda _: self._spawn(self._pass_done()))
         log.info("%s: taking pass %s", self.cfg.name, entry.id)
@@ -368,6 +431,9 @@ class StationController:
                 if role == "mount":
                     raise CommandRejected(f"mount still unreachable: {exc}") from None
                 await self.alarm(role, f"still unreachable after reset: {exc}")
+        unwritable = await asyncio.to_thread(self._data_dir_problem)
+        if unwritable:
+            raise CommandRejected(unwritable)
         await self._set_summary(SummaryState.STANDBY, "reset by operator")
         await self._publish_devices()
         return {"summary": self.summary.value, "devices": self.devices.snapshot()}
@@ -439,9 +505,18 @@ class StationController:
         await self.devices.park(self.gate, self._park_position(), self.clock.now())
 
     async def _cmd_set_mode(self, cmd: Command, ctx: CommandContext) -> dict[str, Any]:
+        self._idle("set_mode")  # the pass's bundle records one mode and one set of angles
         analyzer, hwp = self.devices.analyzer, self.devices.hwp
         if analyzer is None or hwp is None:
             raise CommandRejected("no analyzer waveplate configured ([devices] hwp)")
         mode = AnalyzerMode(cmd.args["mode"])
+        settings = self.cfg.daemon.analyzer
+        offset = float(cmd.args.get("bell_offset_deg", settings.bell_offset_deg))
+        analyzer.bell_offset_deg = offset
         await hwp.call(lambda _: analyzer.set_mode(mode))
-        return {"mode": mode.value}
+        # the next pass's manifest (`analyzer` section) is written from the config
+        settings = dataclasses.replace(settings, mode=mode, bell_offset_deg=offset)
+        self.cfg = dataclasses.replace(
+            self.cfg, daemon=dataclasses.replace(self.cfg.daemon, analyzer=settings)
+        )
+        return {"mode": mode.value, "bell_offset_deg": offset}

@@ -39,6 +39,7 @@ from drivers.interfaces import TimeTagger
 from drivers.supervision import Supervisor
 from station.config import StationConfig
 from station.daemon.devices import StationDevices, gated_legs
+from station.daemon.live_publish import LivePublisher, Sink, live_publisher
 from station.daemon.schedule import Entry, PassOutcome
 from station.daemon.states import PassState, PassStateMachine
 from station.daemon.stream_health import HealthAlarm, StreamHealth
@@ -148,6 +149,10 @@ class PassRun:
         self.mount_lost = False
         self.stow_failed = False
         self._last_hwp: float | None = None
+        #: where live frames go (the controller sets ``StationBus.publish_raw`` on
+        #: ``live/events``); None: no live channel
+        self.live_sink: Sink | None = None
+        self.live: LivePublisher | None = None
 
     # ------------------------------------------------------------------ top level
 
@@ -262,6 +267,12 @@ class PassRun:
         ]
         if self.devices.tagger is not None and self.cfg.daemon.watchdog.timetagger == "safe":
             helpers.append(asyncio.create_task(self._tagger_probe(), name="tagger-probe"))
+        if self.live_sink is not None and self.bundle is not None:
+            self.live = live_publisher(
+                self.cfg, self.entry.id, self.elements, self.timescale, self._analyzer_section()
+            )
+            if self.live is not None:
+                helpers.append(asyncio.create_task(self.live.pump(self.live_sink), name="live"))
         follow = asyncio.create_task(self._follow(commanded), name="follow")
         reported = False
         try:
@@ -423,6 +434,8 @@ class PassRun:
             await bundle.events.write(block)
             received = self.clock.now()
             self.timescale.observe(block, received)
+            if self.live is not None:
+                self.live.feed(block, received)  # bounded, never raises
             await self._health_alarms(self.health.observe(block, received))
             gaps = bundle.events.gaps  # the recorder's own sequence check (every gap listed)
             if len(gaps) > len(self.stream_gaps):
@@ -511,6 +524,9 @@ class PassRun:
         timescale = self.timescale.section()
         self.bundle.annotate("timescale", timescale)
         self.bundle.annotate("quality", self._quality(timescale))
+        if self.live is not None:  # what the live channel revealed: the offline key drops it
+            analyzer = {**self._analyzer_section(), "live_channel": self.live.annotation()}
+            self.bundle.annotate("analyzer", analyzer)
         try:
             self.manifest = await self.bundle.close(status)
         except RecordingError as exc:

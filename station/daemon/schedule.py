@@ -6,19 +6,31 @@ re-predicted whenever the schedule runs low, keeping what an operator said about
 when it is *booked* (by command, or by a coordinator's campaign window) or, with
 ``[schedule] auto = true``, when it reaches ``min_max_elevation_deg`` (and is at night if
 ``night_only``). A cancelled pass is never taken, whatever else is said about it.
+
+The operator's and the coordinator's decisions (bookings with their campaign, cancellations)
+are saved to ``decisions_path`` at once (atomic rewrite) and re-applied after a restart,
+matched by AOS like a re-prediction; decisions about passes more than a day old are dropped.
 """
 
 from __future__ import annotations
 
 import enum
+import json
+import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from station.config import StationConfig
+from station.recording.atomic import atomic_write_bytes
+from station.recording.errors import RecordingError
 from station.tracking.elements import OrbitElements, iso
 from station.tracking.passes import Pass, find_passes
 
 MATCH_S = 60.0  #: two predictions of one pass differ by far less than this (s)
+KEEP_S = 86400.0  #: decisions about passes older than this are not kept
+
+log = logging.getLogger(__name__)
 
 
 class PassOutcome(enum.Enum):
@@ -77,11 +89,52 @@ class ScheduleError(ValueError):
 class Schedule:
     """Predicted passes of one station with the operator's decisions attached."""
 
-    def __init__(self, cfg: StationConfig, elements: OrbitElements) -> None:
+    def __init__(
+        self, cfg: StationConfig, elements: OrbitElements, decisions_path: Path | None = None
+    ) -> None:
         self.cfg = cfg
         self.elements = elements
         self.entries: list[Entry] = []
         self._predicted_until = float("-inf")
+        self.decisions_path = decisions_path
+        #: AOS (POSIX s) -> {"booked", "cancelled", "campaign"}: survives a restart
+        self._decisions: dict[float, dict[str, Any]] = self._load()
+
+    def _load(self) -> dict[float, dict[str, Any]]:
+        if self.decisions_path is None or not self.decisions_path.exists():
+            return {}
+        try:
+            body = json.loads(self.decisions_path.read_text())
+            return {float(d["aos_s"]): dict(d) for d in body["decisions"]}
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            # never fatal: the station runs, the operator re-books; say so loudly
+            log.error("ignoring unreadable schedule decisions %s: %s", self.decisions_path, exc)
+            return {}
+
+    def _decide(self, entry: Entry) -> None:
+        """Remember what was said about ``entry`` and save it (best effort, logged)."""
+        self._decisions[entry.pass_.aos_s] = {
+            "aos_s": entry.pass_.aos_s,
+            "booked": entry.booked,
+            "cancelled": entry.cancelled,
+            "campaign": entry.campaign,
+        }
+        if self.decisions_path is None:
+            return
+        oldest = entry.pass_.aos_s - KEEP_S
+        self._decisions = {k: v for k, v in self._decisions.items() if k >= oldest}
+        body = json.dumps({"station": self.cfg.name, "decisions": list(self._decisions.values())})
+        try:
+            self.decisions_path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(self.decisions_path, body.encode())
+        except (OSError, RecordingError) as exc:
+            log.error("cannot save schedule decisions to %s: %s", self.decisions_path, exc)
+
+    def _saved_decision(self, aos_s: float) -> dict[str, Any] | None:
+        for aos, d in self._decisions.items():
+            if abs(aos - aos_s) < MATCH_S:
+                return d
+        return None
 
     def refresh(self, now_s: float) -> None:
         """Predict passes from ``now_s`` if the schedule covers less than half its horizon."""
@@ -103,6 +156,10 @@ class Schedule:
                     match.cancelled,
                     match.campaign,
                 )
+            elif (saved := self._saved_decision(p.aos_s)) is not None:  # said before a restart
+                entry.booked = bool(saved.get("booked"))
+                entry.cancelled = bool(saved.get("cancelled"))
+                entry.campaign = saved.get("campaign")
             entry.eligible_auto = self._auto(p)
             fresh.append(entry)
         done = [e for e in old if e not in fresh and e.outcome is not PassOutcome.PLANNED]
@@ -132,6 +189,7 @@ class Schedule:
         entry.booked, entry.cancelled = True, False
         if campaign is not None:
             entry.campaign = campaign
+        self._decide(entry)
         return entry
 
     def book_window(self, start_s: float, end_s: float, campaign: dict[str, Any]) -> Entry:
@@ -153,6 +211,7 @@ class Schedule:
         if entry.outcome is not PassOutcome.PLANNED:
             raise ScheduleError(f"pass {entry.id} is already {entry.outcome.value}")
         entry.cancelled = True
+        self._decide(entry)
         return entry
 
     def next_wanted(self, now_s: float) -> Entry | None:

@@ -13,6 +13,9 @@ optional and has defaults that run a station unattended on a loopback broker::
     [timetagger] channels (enabled inputs), threshold_v, pps_channel
     [watchdog]   mount, hwp, timetagger ("safe" | "degrade"), degraded_after,
                  monitor_hz
+    [live]       enabled, sample_fraction, seed, slot_s (the live classical channel:
+                 station/daemon/live_publish.py; both stations of a key-mode pass need the
+                 same sample_fraction, seed and slot_s)
 
 Why these defaults: the follow loop runs at ``[tracking] rate_hz`` (>= 10 Hz); the pointing
 monitor at 5 Hz is enough to see a following error grow over a 0.1 s beam budget without
@@ -96,6 +99,17 @@ class WatchdogSettings:
 
 
 @dataclass(frozen=True)
+class LiveSettings:
+    """The live classical channel: 1 s frames on ``live/events`` during a pass (on by
+    default); key mode reveals the outcomes of ``sample_fraction`` of the emission slots."""
+
+    enabled: bool = True
+    sample_fraction: float = 0.1
+    seed: int = 0x51475321
+    slot_s: float = 0.01
+
+
+@dataclass(frozen=True)
 class DaemonSettings:
     """All daemon sections of one station file."""
 
@@ -105,9 +119,10 @@ class DaemonSettings:
     analyzer: AnalyzerSettings = AnalyzerSettings()
     timetagger: TaggerSettings = TaggerSettings()
     watchdog: WatchdogSettings = WatchdogSettings()
+    live: LiveSettings = LiveSettings()
 
 
-SECTIONS = ("mqtt", "recording", "schedule", "analyzer", "timetagger", "watchdog")
+SECTIONS = ("mqtt", "recording", "schedule", "analyzer", "timetagger", "watchdog", "live")
 
 
 def _path(t: Table, name: str, base_dir: Path | None) -> Path | None:
@@ -200,4 +215,16 @@ def parse_daemon_settings(root: Table, *, base_dir: Path | None = None) -> Daemo
         monitor_hz=w.number("monitor_hz", 5.0, min=0.2, max=50.0),
     )
     w.finish()
-    return DaemonSettings(mqtt, recording, schedule, analyzer, tagger, watchdog)
+
+    lv = root.table("live", required=False)
+    slot_s = lv.number("slot_s", 0.01, min=1e-4, max=1.0)
+    if 10**12 % round(slot_s * 1e12):
+        raise lv.error("slot_s", f"{slot_s} s must divide one second (e.g. 0.01, 0.02, 0.1)")
+    live = LiveSettings(
+        enabled=lv.boolean("enabled", True),
+        sample_fraction=lv.number("sample_fraction", 0.1, min=0.0, max=1.0),
+        seed=lv.integer("seed", 0x51475321, min=0, max=2**63 - 1),
+        slot_s=slot_s,
+    )
+    lv.finish()
+    return DaemonSettings(mqtt, recording, schedule, analyzer, tagger, watchdog, live)

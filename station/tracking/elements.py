@@ -269,7 +269,10 @@ def _check_omm(fields: Mapping[str, Any], where: str, source: str) -> dict[str, 
 
 def _omm_to_elements(fields: dict[str, str], source: str, text: str) -> OrbitElements:
     sat = Satrec()
-    omm.initialize(sat, fields)
+    try:
+        omm.initialize(sat, fields)
+    except ValueError as exc:  # e.g. a catalog number sgp4 cannot hold (> 339999, Alpha-5)
+        raise ElementsError(f"OMM rejected by SGP4: {exc}", source=source) from None
     return _finish(sat, fields.get("OBJECT_NAME") or f"NORAD {sat.satnum}", source, text)
 
 
@@ -281,6 +284,8 @@ def parse_omm_json(text: str, *, source: str = "<string>") -> list[OrbitElements
         raise ElementsError(
             f"not valid JSON: {exc.msg}", source=source, key=f"line {exc.lineno} column {exc.colno}"
         ) from None
+    except ValueError as exc:  # an integer beyond Python's 4300-digit conversion limit
+        raise ElementsError(f"not usable JSON: {exc}", source=source) from None
     records = data if isinstance(data, list) else [data]
     out = []
     for i, rec in enumerate(records):

@@ -19,7 +19,9 @@ trajectory the mount will follow, decided entirely before AOS:
 3. **Cable wrap.** The continuous (unwrapped) azimuth track is shifted by k·360° into the
    configured sector (e.g. −270..270 or 0..450) so no unwind happens mid-pass; among the
    shifts that fit, the one closest to the mount's start position wins (shortest
-   pre-position slew), ties broken by the larger margin to the sector ends.
+   pre-position slew), ties broken by the larger margin to the sector ends. When no shift
+   fits and the mount goes over the top, the whole pass is flown over the top
+   (az + 180°, 180° − el): the same sky, the azimuth span turned by 180°.
 4. **Whole-trajectory check** of positions, speeds and accelerations; a failure names the
    first failing segment (times, axis, required and allowed values).
 5. **Pre-position**: the first trajectory point, and the time to start slewing there from
@@ -84,7 +86,7 @@ class MountPlan:
     sky_el_deg: F64
     observable: B
     wrap_offset_deg: float
-    strategy: str  #: "none", "flip" or "skip"
+    strategy: str  #: "none", "flip", "skip" or "over_the_top" (the whole pass, for the wrap)
     keyhole: tuple[tuple[float, float], ...]
     flip_time_s: float | None
     start: AltAz
@@ -284,7 +286,21 @@ def plan_pass(
             axis_az, axis_el = _bridge_runs(t, az_u, sky_el, limits)
             strategy = "skip"
         observable = pointing_error_deg(axis_az, axis_el, sky_az, sky_el) <= observable_tol_deg
-    offset = _choose_wrap(axis_az, limits, start)
+    try:
+        offset = _choose_wrap(axis_az, limits, start)
+    except TrajectoryInfeasible:
+        if (
+            strategy != "none"
+            or not over_the_top
+            or 180.0 - float(sky_el.min()) > limits.el.max_deg
+        ):
+            raise
+        # The pass's azimuth span does not fit the cable wrap where it is; over the top the
+        # axes point at the same sky from (az + 180, 180 - el), so the span turns by 180 deg
+        # and may fit (Lijiang's [0, 450] sector and a pass from 300 deg through north).
+        axis_az, axis_el = az_u + 180.0, 180.0 - sky_el
+        strategy = "over_the_top"
+        offset = _choose_wrap(axis_az, limits, start)
     traj = Trajectory(t, axis_az + offset, axis_el)
     require_feasible(traj, limits)
     first = AltAz(float(traj.az_deg[0]), float(traj.el_deg[0]))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -73,3 +74,42 @@ async def test_anonymous_and_unknown_users_are_refused(
     with pytest.raises(aiomqtt.MqttError):
         async with config.client("anon"):
             pass
+
+
+async def test_coordinator_role(mosquitto_secured: Broker) -> None:
+    """The coordinator commands stations and publishes its own node, never a station's."""
+    executed: list[str] = []
+
+    async def enable(cmd: Command, ctx: CommandContext) -> Mapping[str, Any]:
+        executed.append(cmd.name)
+        return {}
+
+    bus = StationBus(
+        "delingha", login(mosquitto_secured, "station"), CLOCK, state=lambda: "STANDBY"
+    )
+    bus.register(CommandSpec("enable"), enable)
+    await bus.start()
+    coordinator = login(mosquitto_secured, "coordinator")
+    try:
+        await bus.wait_connected(10)
+        async with Requester(coordinator, CLOCK, client_id="qgs-coordinator") as co:
+            replies = await co.send("delingha", "enable", {})
+        assert replies[-1].ack is Ack.COMPLETE
+        assert executed == ["enable"]
+        async with coordinator.client("qgs-coordinator-pub") as client:
+            # its own node: accepted; a station's status: dropped by the broker (ACL)
+            await client.publish("qgs/v1/coordinator/state/plan", b'{"ok": 1}', qos=1, retain=True)
+            await client.publish("qgs/v1/delingha/status", b'{"state": "offline"}', qos=1)
+        async with login(mosquitto_secured, "monitor").client("mon-3") as client:
+            await client.subscribe("qgs/v1/+/status", qos=1)
+            await client.subscribe("qgs/v1/coordinator/state/plan", qos=1)
+            seen: dict[str, bytes] = {}
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(2.0):
+                    async for message in client.messages:
+                        assert isinstance(message.payload, bytes)
+                        seen[str(message.topic)] = message.payload
+        assert seen["qgs/v1/coordinator/state/plan"] == b'{"ok": 1}'
+        assert b'"online"' in seen["qgs/v1/delingha/status"]  # the forged offline never landed
+    finally:
+        await bus.stop()

@@ -143,7 +143,7 @@ async def test_forged_reply_to_is_rejected_and_gets_no_ack(
         assert probe.live(f"qgs/v1/{STATION}/event/alarm") == []
         assert probe.live("qgs/reply/") == []
     assert plant.calls == []
-    assert (bus.connected, bus.session) == (True, 1)  # never dropped off the broker
+    assert (bus.connected, bus.connections) == (True, 1)  # never dropped off the broker
 
 
 async def test_reused_id_for_a_different_command_fails(
@@ -234,7 +234,7 @@ async def test_hostile_payload_gets_failed_and_an_event(
     assert plant.calls == []
     async with Requester(broker_config, CLOCK) as ops:  # still serving
         assert (await ops.send(STATION, "echo", {"n": 3}, timeout_s=4))[-1].ack is Ack.COMPLETE
-    assert bus.session == 1
+    assert bus.connections == 1
 
 
 async def test_motion_commands_are_exclusive_and_safe_supersedes(
@@ -287,6 +287,8 @@ async def test_qgs_cmd_stamps_expiry_on_the_station_clock(
             broker=f"mqtt://{mosquitto.host}:{mosquitto.port}",
             username=None,
             password=None,
+            password_file=None,
+            ca_file=None,
             v311=False,
             timeout=4.0,
         )

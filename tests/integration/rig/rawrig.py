@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import socket
 import struct
 import subprocess
@@ -57,11 +58,31 @@ class RigProcess:
         return self.stderr.read_text(errors="replace")
 
 
+def with_idq_extensions(config: Path, tmp: Path) -> Path:
+    """A copy of a rig config whose time-tagger emulators serve the qgs extensions too."""
+    text = re.sub(
+        r"^(\[devices\.[a-z0-9_]+\.timetagger\][^\n]*\n)",
+        r"\1extensions = true\n",
+        config.read_text(),
+        flags=re.MULTILINE,
+    )
+    path = tmp / f"ext-{config.name}"
+    path.write_text(text)
+    return path
+
+
 @contextlib.contextmanager
 def run_rig(
     tmp: Path, *, epoch: float, rate: float, config: Path = CONFIG, bound_s: float = 30.0
 ) -> Iterator[RigProcess]:
-    """Start the rig with a warp clock at ``epoch`` (sim s) now; stop it by PID afterwards."""
+    """Start the rig with a warp clock at ``epoch`` (sim s) now; stop it by PID afterwards.
+
+    The raw clients here (:class:`IdqClient`: ``list``, ``status``, ``--channel all``, port 0)
+    use the IDQ emulator's qgs extensions, so the rig runs a copy of ``config`` with
+    ``extensions = true`` for every time tagger (the shipped default is the documented
+    protocol only, docs/devices/idq-emulator.md).
+    """
+    config = with_idq_extensions(config, tmp)
     urls_file = tmp / "urls.json"
     urls_file.unlink(missing_ok=True)
     spec = WarpSpec(epoch=epoch, anchor=time.time(), rate=rate)

@@ -35,6 +35,7 @@ from station.bus.envelope import Ack
 from station.bus.requester import Requester
 from station.tracking.elements import parse_time
 from tests.conftest import Broker, stop_process
+from tests.integration.rig.rawrig import with_idq_extensions
 
 ROOT = Path(__file__).resolve().parents[3]
 RIG_CONFIG = ROOT / "configs/rig/delingha_lijiang.toml"
@@ -129,7 +130,8 @@ async def _tagger_streamed(url: str) -> int:
     sock.connect(f"tcp://127.0.0.1:{dlt_port}")
     try:
         total = 0
-        for stream_id in range(1, 4):  # the driver starts one acquisition per pass; ids from 1
+        # one stream per enabled input (documented protocol), ids from 1, all stopped by now
+        for stream_id in range(1, 65):
             await sock.send_string(f"status --id {stream_id}")
             status = json.loads(await asyncio.wait_for(sock.recv_string(), 5.0))
             if "error" in status:
@@ -149,6 +151,8 @@ async def _collect(
         await client.subscribe(f"qgs/v1/{STATION}/#", qos=1)
         async for message in client.messages:
             topic = str(message.topic).split(f"qgs/v1/{STATION}/", 1)[1]
+            if topic.startswith("live/"):
+                continue  # the live classical channel is binary (docs/analysis.md), not JSON
             payload = message.payload if isinstance(message.payload, bytes) else b"{}"
             body = json.loads(payload) if payload else {}
             seen.append((topic, body))
@@ -199,7 +203,8 @@ async def station_session(
     broker: Broker, tmp: Path, rig_config: Path = RIG_CONFIG
 ) -> AsyncIterator[Session]:
     """Rig and daemon processes (stopped by PID), watched until the daemon is STANDBY."""
-    rig, urls = _start_rig(tmp, rig_config)
+    # `status --id` (to count what the tagger sent) is a qgs extension of the IDQ emulator
+    rig, urls = _start_rig(tmp, with_idq_extensions(rig_config, tmp))
     daemon = _start_daemon(tmp, broker)
     try:
         async with Requester(

@@ -83,3 +83,11 @@ def test_unreadable_and_malformed_files(tmp_path: Path) -> None:
         load_toml(tmp_path / "nope.toml")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_toml(write(tmp_path, "[site\nx = 1\n"))
+
+
+def test_a_5000_digit_integer_is_a_config_error(tmp_path: Path) -> None:
+    """Python refuses to convert > 4300 digits; a hostile file must still get a typed error."""
+    path = tmp_path / "big.toml"
+    path.write_text(f"x = {'9' * 5000}\n")
+    with pytest.raises(ConfigError, match="not usable TOML"):
+        load_toml(path)

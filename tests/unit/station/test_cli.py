@@ -51,3 +51,22 @@ def test_console_script_runs_as_module() -> None:
         check=True,
     )
     assert out.stdout.startswith("qgs ")
+
+
+@pytest.mark.parametrize(
+    ("extra", "words"),
+    [
+        ([], "cannot use the broker mqtt://127.0.0.1:9: "),  # nothing listens on port 9
+        (["--password-file", "/nonexistent/pw"], "cannot read the password file"),
+        (["--ca-file", "/nonexistent/ca.crt"], "cannot read the CA file"),
+    ],
+)
+def test_cmd_failures_are_one_line_and_exit_2(
+    capsys: pytest.CaptureFixture[str], extra: list[str], words: str
+) -> None:
+    code = main(["cmd", "delingha", "get_schedule", "--broker", "mqtt://127.0.0.1:9", *extra])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert words in err
+    assert "Traceback" not in err
+    assert err.count("\n") == 1

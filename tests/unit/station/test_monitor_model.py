@@ -47,3 +47,25 @@ def test_telemetry_gaps_are_counted_and_junk_ignored() -> None:
     msg(model, "qgs/v1/nanshan/status", [1, 2])
     assert model.stations["nanshan"].status == "?"
     assert set(model.stations) == {"nanshan"}
+
+
+def test_coordinator_live_figures_show_in_one_line() -> None:
+    model = MonitorModel()
+    topic = "qgs/v1/coordinator/telemetry/live"
+    msg(model, topic, {"seq": 0, "window_id": "w1", "locked": False, "frames": {"a": 3, "b": 2}})
+    assert model.stations["coordinator"].live == "w1: searching (5 frames)"
+    body = {"seq": 1, "window_id": "w1", "locked": True, "coincidences": 412, "rate_hz": 2.0}
+    msg(model, topic, {**body, "s": 2.5, "s_sigma": 0.125, "qber": None})
+    assert model.stations["coordinator"].live == "w1: 412 coinc 2.00/s S 2.50±0.12"
+    # binary frames of the live channel share qgs/v1/#: ignored, never a crash
+    model.update("qgs/v1/delingha/live/events", b"QGSL\x01\xff\x00")
+    assert "delingha" not in model.stations or model.stations["delingha"].live == "-"
+
+
+def test_a_restarted_station_is_online_again_and_bad_status_is_survived() -> None:
+    model = MonitorModel()
+    msg(model, "qgs/v1/delingha/status", {"state": "online", "summary": "ENABLED", "session": 9})
+    # a malformed retained status (what a broken client might leave) must not stop the monitor
+    msg(model, "qgs/v1/delingha/status", {"state": "online", "session": "nine"})
+    model.update("qgs/v1/delingha/status", b"\xff not json")
+    assert model.stations["delingha"].status == "online"

@@ -17,8 +17,7 @@ import zmq.asyncio
 
 from drivers.errors import DeviceFault, DeviceTimeout, ProtocolError
 from drivers.timetagger.blockstream import BlockStream, Gap
-from drivers.timetagger.idq import QgsBlockSource
-from drivers.timetagger.idqformat import HEADER, decode_block, encode_block
+from drivers.timetagger.idqformat import HEADER, QgsBlockSource, decode_block, encode_block
 from drivers.transport.zmqstream import open_zmq_stream
 
 Frames = list[bytes]

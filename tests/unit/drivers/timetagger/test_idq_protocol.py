@@ -2,18 +2,17 @@
 
 The peers are ZeroMQ ROUTER sockets on 127.0.0.1 that check every request against a script
 (ROUTER rather than REP so that a scripted "no reply" is possible). The request and reply
-bytes follow docs/devices/idq-emulator.md.
+bytes follow protocols.md §3a (docs/devices/idq-emulator.md for the error texts). The DLT
+start/stop exchange with per-input streams is scripted in test_idq_dlt_script.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
-import numpy as np
 import pytest
 import zmq
 import zmq.asyncio
@@ -29,7 +28,6 @@ from drivers.errors import (
 )
 from drivers.registry import parse_device_url
 from drivers.timetagger.idq import IDQTimeTagger, parse_number
-from drivers.timetagger.idqformat import encode_block
 
 
 class StepClock:
@@ -184,16 +182,64 @@ async def test_configure_sends_enable_threshold_and_delay_then_rates() -> None:
         (b"DELA3:VALU 1500", b""),
         (b"INPU4:ENAB OFF", b""),
         # one chained message; COUN? counts over INTE (ms): rate = count * 1000 / INTE
-        (
-            b"INPU1:COUN?;:INPU1:COUN:INTE?;:INPU3:COUN?;:INPU3:COUN:INTE?",
-            b"1200\n1000\n4000\n500",
-        ),
+        (b"INPU1:COUN?;:INPU3:COUN?", b"1200\n4000"),
+        # the integration time: an optional probe (not in §3a), asked once per connection
+        (b"INPU1:COUN:INTE?;:INPU3:COUN:INTE?", b"1000\n500"),
+        (b"INPU1:COUN?;:INPU3:COUN?", b"600\n1000"),
     ]
     async with tagger(script) as device:
         await device.configure(
             {1: ChannelConfig(), 3: ChannelConfig(threshold_v=-0.25, delay_ps=1500)}
         )
         assert await device.count_rates() == {1: 1200.0, 3: 8000.0}
+        assert await device.count_rates() == {1: 600.0, 3: 2000.0}
+
+
+async def test_a_refused_integration_probe_degrades_to_one_second(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    refused = b"SCPI_ERR_UNDEFINED_HEADER: not a documented query"
+    script: Script = [
+        (b"INPU2:COUN?", b"250"),
+        (b"INPU2:COUN:INTE?", refused),
+        (b"INPU2:COUN?", b"300"),  # not asked again on this connection
+    ]
+    async with tagger(script) as device:
+        device._enabled = [2]
+        with caplog.at_level("INFO", logger="drivers.timetagger.idq"):
+            assert await device.count_rates() == {2: 250.0}
+        assert await device.count_rates() == {2: 300.0}
+    assert any("INTE? refused" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_dlt_that_refuses_list_still_connects(caplog: pytest.LogCaptureFixture) -> None:
+    peer = ScriptedPeer(CONNECT)
+    dlt_peer = ScriptedPeer([(b"list", b'{"error": {"description": "unknown command"}}')])
+    url = f"idq+zmq://127.0.0.1:{peer.port}?dlt={dlt_peer.port}&timeout_s=1"
+    device = IDQTimeTagger.from_url(parse_device_url(url), StepClock())
+    try:
+        with caplog.at_level("INFO", logger="drivers.timetagger.idq"):
+            await device.connect()
+        assert device.identity == IDN.decode()
+    finally:
+        await device.close()
+        await peer.finish()
+        await dlt_peer.finish()
+    assert any("refuses 'list'" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_dlt_that_does_not_answer_fails_connect() -> None:
+    peer = ScriptedPeer(CONNECT)
+    dlt_peer = ScriptedPeer([(b"list", None)])
+    url = f"idq+zmq://127.0.0.1:{peer.port}?dlt={dlt_peer.port}&timeout_s=0.3"
+    device = IDQTimeTagger.from_url(parse_device_url(url), StepClock())
+    try:
+        with pytest.raises(DeviceTimeout):
+            await device.connect()
+    finally:
+        await device.close()
+        await peer.finish()
+        await dlt_peer.finish()
 
 
 @pytest.mark.parametrize(
@@ -214,7 +260,7 @@ async def test_bad_configuration_is_refused_before_sending(
 
 
 async def test_inputs_declared_in_the_url_are_not_probed() -> None:
-    script: Script = [(b"INPU6:COUN?;:INPU6:COUN:INTE?", b"7\n1000")]
+    script: Script = [(b"INPU6:COUN?", b"7"), (b"INPU6:COUN:INTE?", b"1000")]
     connect = CONNECT[:2]  # *IDN? and DEVI:RES:BWID? only
     async with tagger(script, query="&channels=8", connect=connect) as device:
         assert device.inputs == tuple(range(1, 9))
@@ -244,9 +290,9 @@ async def test_error_replies_are_typed(reply: bytes, error: type[Exception], tex
 
 
 async def test_error_line_inside_a_multi_line_reply() -> None:
-    script: Script = [(b"INPU1:COUN?;:INPU1:COUN:INTE?", b"12\nSCPI_ERR_UNDEFINED_HEADER: x")]
+    script: Script = [(b"INPU1:COUN?;:INPU2:COUN?", b"12\nSCPI_ERR_UNDEFINED_HEADER: x")]
     async with tagger(script) as device:
-        device._enabled = [1]
+        device._enabled = [1, 2]
         with pytest.raises(ProtocolError, match="UNDEFINED_HEADER"):
             await device.count_rates()
 
@@ -256,8 +302,8 @@ async def test_error_line_inside_a_multi_line_reply() -> None:
     [(b"12", "answered 1 lines; expected 2"), (b"lots\n1000", "not a number")],
 )
 async def test_malformed_rate_replies(reply: bytes, message: str) -> None:
-    async with tagger([(b"INPU1:COUN?;:INPU1:COUN:INTE?", reply)]) as device:
-        device._enabled = [1]
+    async with tagger([(b"INPU1:COUN?;:INPU2:COUN?", reply)]) as device:
+        device._enabled = [1, 2]
         with pytest.raises(ProtocolError, match=message):
             await device.count_rates()
 
@@ -284,75 +330,6 @@ async def test_dlt_errors_and_garbage() -> None:
             await device.dlt("list")
         with pytest.raises(ProtocolError, match="not an object"):
             await device.dlt("list")
-
-
-RAW_ON: Script = [(f"RAW{c}:SEND ON".encode(), b"") for c in (1, 2, 3, 4)]
-RAW_OFF: Script = [(f"RAW{c}:SEND OFF".encode(), b"") for c in (1, 2, 3, 4)]
-
-
-async def test_start_stream_stop_byte_exact() -> None:
-    pair = zmq.asyncio.Context.instance().socket(zmq.PAIR)
-    pair.setsockopt(zmq.LINGER, 0)
-    port = pair.bind_to_random_port("tcp://127.0.0.1")
-    start = b"start-stream --address 127.0.0.1 --channel all --stream-port 0"
-    scpi: Script = [
-        *RAW_ON,
-        (b"REC:PLAY", b""),
-        (b"REC:STAG?", b"PLAYING"),
-        (b"REC:STOP", b""),
-        *RAW_OFF,
-    ]
-    dlt: Script = [
-        (start, json.dumps({"id": "1", "stream_port": port}).encode()),
-        (b"stop --id 1", b'{"id": "1"}'),
-    ]
-    try:
-        async with tagger(scpi, dlt) as device:
-            await device.start()
-            assert device.acquiring
-            t = np.array([10, 20, 20, 35], dtype=np.int64)
-            ch = np.array([1, 4, 2, 1], dtype=np.uint8)
-            for seq in (0, 1, 3):  # block 2 is lost on the way: a gap, not an error
-                await pair.send_multipart(encode_block(seq, t + 100 * seq, ch))
-            await pair.send(b"")  # end of stream
-            got = []
-            async with asyncio.timeout(5.0):
-                async for block in device.stream():
-                    got.append(block)
-            assert [b.seq for b in got] == [0, 1, 3]
-            assert got[2].t_ps.tolist() == [310, 320, 320, 335]
-            assert got[0].channel.tolist() == [1, 4, 2, 1]
-            assert [(g.expected, g.got) for g in device.gaps] == [(2, 3)]
-            await device.stop()
-            assert not device.acquiring
-    finally:
-        pair.close(linger=0)
-
-
-async def test_dlt_refusal_leaves_nothing_running() -> None:
-    scpi: Script = [*RAW_ON, (b"REC:STOP", b""), *RAW_OFF]
-    dlt: Script = [
-        (
-            b"start-stream --address 127.0.0.1 --channel all --stream-port 0",
-            b'{"error": {"description": "cannot listen on stream port"}}',
-        )
-    ]
-    async with tagger(scpi, dlt) as device:
-        with pytest.raises(DeviceFault, match="cannot listen"):
-            await device.start()
-        assert not device.acquiring
-
-
-async def test_start_stream_reply_without_port_is_a_protocol_error() -> None:
-    scpi: Script = [*RAW_ON, (b"REC:STOP", b""), *RAW_OFF]
-    dlt: Script = [
-        (b"start-stream --address 127.0.0.1 --channel all --stream-port 0", b'{"id": "4"}'),
-        (b"stop --id 4", b'{"id": "4"}'),
-    ]
-    async with tagger(scpi, dlt) as device:
-        with pytest.raises(ProtocolError, match="lacks an id or a stream port"):
-            await device.start()
-        assert not device.acquiring
 
 
 async def test_nothing_listening_is_bounded() -> None:
@@ -394,6 +371,8 @@ def test_from_url_parameters() -> None:
         "channels=0": "channels must be",
         "timeout_s=-1": "timeout_s must be",
         "idle_s=x": "idle_s must be",
+        "stall_s=0": "stall_s must be",
+        "hold=0": "hold must be",
         "dlt_host=a/b": "is not a host",
         "dtl=1": "unknown parameter",
     }

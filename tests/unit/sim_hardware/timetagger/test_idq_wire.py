@@ -56,7 +56,8 @@ async def idq() -> AsyncIterator[Bench]:
     faults = FaultInjector(clock, "test.tagger")
     source = PoissonSource({1: 2e5, 2: 2e5, 3: 1e5, 4: 1e5}, origin=T0, seed=7)
     model = TimeTaggerModel(clock, source, faults=faults)
-    async with IdqServer(model, faults=faults, name="test.tagger") as server:
+    # these tests cover the qgs extensions too (--channel all, port 0, status, INTE?)
+    async with IdqServer(model, faults=faults, name="test.tagger", extensions=True) as server:
         bench = Bench(server, faults)
         try:
             yield bench

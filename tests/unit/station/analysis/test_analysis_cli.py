@@ -251,6 +251,38 @@ def test_bad_inputs_get_one_sentence_and_their_own_exit_code(
     assert "No significant coincidence peak" in capsys.readouterr().err
 
 
+def test_fibre_comparison_is_printed_and_takes_the_source_rate(
+    bundles: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a, b = bundles["a"], bundles["b"]
+    out = tmp_path / "fibre.json"
+    assert main_analyze([str(a), str(b), "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    line = next(x for x in text.splitlines() if "two-downlink loss" in x)
+    assert "km of 1550 nm fibre" in line
+    assert "source 5.90e6 pairs/s assumed" in line
+    fibre = json.loads(out.read_text())["pairs"][0]["fibre"]
+    assert fibre["pair_rate_is_default"] is True
+    assert f"{fibre['channel_loss_db']:.1f} dB" in line
+    # the source's rate given: no "assumed", every loss 10 dB higher for a 10x brighter source
+    assert (
+        main_analyze([str(a), str(b), "--json", str(out), "--force", "--pair-rate-hz", "5.9e7"])
+        == 0
+    )
+    assert "assumed" not in capsys.readouterr().out
+    fibre2 = json.loads(out.read_text())["pairs"][0]["fibre"]
+    assert fibre2["total_loss_db"] == pytest.approx(fibre["total_loss_db"] + 10.0)
+    assert json.loads(out.read_text())["options"]["pair_rate_hz"] == 5.9e7
+    # a source fainter than the measured coincidences is refused in one sentence
+    assert main_analyze([str(a), str(b), "--pair-rate-hz", "1"]) == 10
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert "--pair-rate-hz" in err[0]
+    with pytest.raises(SystemExit):
+        main_analyze([str(a), str(b), "--pair-rate-hz", "-3"])
+    assert "pair rate > 0" in capsys.readouterr().err
+
+
 def test_without_pps_the_anchor_and_a_blind_search_still_find_the_pairs(
     bundles: dict[str, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -30,6 +30,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from station.analysis.bundles import AnalyzerInfo, SiteInfo, StationData
+from station.analysis.fibre import DEFAULT_PAIR_RATE_HZ, fibre_from_result, great_circle_km
 from station.analysis.key import KeyResult
 from station.analysis.orbitprior import orbit_prior
 from station.analysis.pipeline import AnalysisOptions, PairResult, analyze_pair, distill_key
@@ -37,6 +38,7 @@ from station.analysis.report import (
     DPI,
     PAGE_IN,
     binned_statistic,
+    fibre_lines,
     pair_codes_b,
     write_report,
 )
@@ -320,6 +322,53 @@ def test_pair_figures_are_the_result_s_with_units_in_the_names(key_pair: PairRes
     assert p["locality"]["fraction_spacelike"] == pytest.approx(1.0)
 
 
+def test_fibre_block_is_the_pass_s_loss_in_fibre_terms(key_pair: PairResult) -> None:
+    """Known answer: 40 detected pairs/s for 20 s from a 5.9e6 pairs/s source is 51.7 dB."""
+    r = key_pair
+    f = _document(r, None)["pairs"][0]["fibre"]
+    assert f == fibre_from_result(r).to_json()  # type: ignore[union-attr]
+    overlap_s = r.overlap_posix[1] - r.overlap_posix[0]
+    true_pairs = r.coincidences - r.accidentals.mean
+    # every rate bin is link time (both stations above 10 deg), clipped to the overlap
+    assert f["coincidence_rate_hz"] == pytest.approx(true_pairs / overlap_s, rel=0.02)
+    sigma = math.sqrt(true_pairs) / overlap_s
+    assert abs(f["coincidence_rate_hz"] - 40.0) < 4 * sigma
+    assert f["pair_rate_hz"] == DEFAULT_PAIR_RATE_HZ
+    assert f["pair_rate_is_default"] is True
+    assert f["total_loss_db"] == pytest.approx(
+        -10 * math.log10(f["coincidence_rate_hz"] / DEFAULT_PAIR_RATE_HZ)
+    )
+    assert f["channel_loss_db"] == pytest.approx(f["total_loss_db"] - 10 * math.log10(4.0))
+    assert f["equivalent_fibre_1550_km"] == pytest.approx(f["channel_loss_db"] / 0.2)
+    assert f["distance_km"] == pytest.approx(
+        great_circle_km(
+            r.a.site.latitude_deg, r.a.site.longitude_deg, r.b.site.latitude_deg,
+            r.b.site.longitude_deg,
+        )
+    )  # fmt: skip
+    assert 1190.0 < f["distance_km"] < 1220.0  # Delingha-Lijiang, 1203 km in Yin 2017
+    # a given source rate moves every loss by 10 log10(R'/R)
+    p2 = pair_to_json(r, pair_rate_hz=5.9e7)["fibre"]
+    assert p2["pair_rate_is_default"] is False
+    assert p2["total_loss_db"] == pytest.approx(f["total_loss_db"] + 10.0)
+    assert p2["log10_fibre_pairs_1550_per_s"] == pytest.approx(
+        f["log10_fibre_pairs_1550_per_s"] + 1.0
+    )
+    lines = fibre_lines(r)
+    assert lines[0].startswith(f"fibre: {f['channel_loss_db']:.1f} dB = ")
+    assert lines[-1].endswith("(source rate assumed)")
+    assert all(len(x) <= 50 for x in lines)  # the text panel's width (TEXT_COLUMNS)
+
+
+def test_no_true_coincidences_give_a_null_fibre_block(key_pair: PairResult) -> None:
+    r = key_pair
+    # both stations below their limits in every bin: no link time, no comparison
+    low = (np.full_like(r.elevation_deg[0], 5.0), np.full_like(r.elevation_deg[1], 5.0))
+    r2 = dataclasses.replace(r, elevation_deg=low)
+    assert pair_to_json(r2)["fibre"] is None
+    assert fibre_lines(r2) == ["fibre: no true coincidences over link time"]
+
+
 def test_nan_and_numpy_values_become_plain_json(key_pair: PairResult) -> None:
     r = key_pair
     n = r.rates.car.size
@@ -431,5 +480,3 @@ def test_binned_qber_and_s_pool_to_the_pass_figures(
     # 0 across), so with signs (+, +, +, −) S = E00 + E01 + E10 − E11 ≈ 0: no violation
     assert abs(chsh.s) < 4 * chsh.sigma_s
     assert chsh.violation_sigma < 0
-
-

@@ -80,3 +80,33 @@ def test_refresh_keeps_operator_decisions() -> None:
     again = s.find(e.pass_.aos_s)
     assert again.cancelled
     assert again is not e
+
+
+def test_bookings_and_cancellations_survive_a_restart(tmp_path: Path) -> None:
+    path = tmp_path / "delingha" / "schedule-decisions.json"
+    s = _schedule(auto=False)
+    s.decisions_path = path
+    first, second = s.entries[0], s.entries[1]
+    s.book_window(first.pass_.aos_s, first.pass_.los_s, {"id": "dl2017/w1", "peer": "lijiang"})
+    s.cancel(second.pass_.aos_s)
+    assert path.exists()
+    # a restarted daemon: a new schedule reading the same file, predicting afresh
+    cfg, elements = s.cfg, s.elements
+    again = Schedule(cfg, elements, path)
+    again.refresh(T0)
+    a, b = again.find(first.pass_.aos_s), again.find(second.pass_.aos_s)
+    assert a.booked
+    assert a.campaign is not None
+    assert a.campaign["id"] == "dl2017/w1"
+    assert b.cancelled
+    assert not b.wanted
+    assert again.next_wanted(T0) is a
+
+
+def test_unreadable_decisions_are_ignored_not_fatal(tmp_path: Path) -> None:
+    path = tmp_path / "schedule-decisions.json"
+    path.write_text("{not json")
+    s = _schedule(auto=False)
+    again = Schedule(s.cfg, s.elements, path)
+    again.refresh(T0)
+    assert not any(e.booked for e in again.entries)

@@ -160,3 +160,23 @@ def test_epoch_age_warns_then_refuses(caplog: pytest.LogCaptureFixture) -> None:
     assert e.check_age(e.epoch_s + 15 * day, max_age_days=20) == pytest.approx(15.0)
     with pytest.raises(StaleElementsError):
         e.check_age(e.epoch_s - 30 * day)  # epoch far in the future of "now"
+
+
+@pytest.mark.parametrize(
+    ("norad", "words"),
+    [("9" * 5000, "not usable JSON"), ("4862541039", "OMM rejected by SGP4")],
+)
+def test_omm_with_an_impossible_catalog_number_is_an_elements_error(
+    norad: str, words: str
+) -> None:
+    """Found by fuzzing (reliability/fuzz.py): these escaped as bare ValueErrors."""
+    text = (
+        f'[{{"OBJECT_NAME": "X", "NORAD_CAT_ID": {norad}, "EPOCH": "2021-04-27T10:09:19.800576",'
+        ' "MEAN_MOTION": 15.25507799, "ECCENTRICITY": 0.0012844, "INCLINATION": 97.3499,'
+        ' "RA_OF_ASC_NODE": 30.8507, "ARG_OF_PERICENTER": 347.0485, "MEAN_ANOMALY": 124.2616,'
+        ' "EPHEMERIS_TYPE": 0, "CLASSIFICATION_TYPE": "U", "ELEMENT_SET_NO": 999,'
+        ' "REV_AT_EPOCH": 26142, "BSTAR": 3.026e-05, "MEAN_MOTION_DOT": 6.96e-06,'
+        ' "MEAN_MOTION_DDOT": 0}]'
+    )
+    with pytest.raises(ElementsError, match=words):
+        parse_omm_json(text)

@@ -162,3 +162,22 @@ def test_elevation_above_mount_limit_is_a_position_segment() -> None:
     assert seg.axis == "elevation"
     assert seg.limit == 90.0
     assert seg.required == pytest.approx(95.0)
+
+
+def test_wrap_that_fails_is_flown_over_the_top_when_the_mount_can() -> None:
+    """A pass crossing north on a 0..360 sector: over the top it spans 116..244 and fits."""
+    t, az, el = synthetic_pass(35.0, 0.0)
+    narrow = limits((0.0, 360.0), el_max=180.0)
+    plan = plan_pass(t, az, el, narrow, over_the_top=True)
+    assert plan.strategy == "over_the_top"
+    traj = plan.trajectory
+    assert traj.el_deg.min() > 90.0  # the tube past the zenith all along
+    assert np.abs(np.diff(traj.az_deg)).max() < 1.0  # no unwind inside the pass
+    assert plan.observable.all()
+    # and the axes point at the satellite all the time
+    from station.tracking.mountplan import pointing_error_deg
+
+    assert pointing_error_deg(traj.az_deg, traj.el_deg, az, el).max() < 1e-6
+    # without over-the-top support it is still refused, naming the wrap
+    with pytest.raises(TrajectoryInfeasible, match="cannot hold without an unwind"):
+        plan_pass(t, az, el, narrow, over_the_top=False)

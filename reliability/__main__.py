@@ -1,0 +1,126 @@
+"""``python -m reliability [--quick] [--only matrix,crash,fuzz,security,bridges] [--out PATH]``.
+
+Runs the requested sections with real processes and regenerates docs/reliability.md (and
+reliability/results.json) from this run only. ``--quick``: three matrix cells, four kill
+trials, 200 fuzz cases per target, one attempt per security case.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from reliability import crash, fuzz, matrix, security
+from reliability.bridges import run_bridges
+from reliability.broker import ROOT, mosquitto
+from reliability.report import Results, as_json, from_json, render
+
+SECTIONS = ("matrix", "crash", "fuzz", "security", "bridges")
+
+
+def _revision() -> str:
+    try:
+        rev = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            cwd=ROOT,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            cwd=ROOT,
+        ).stdout
+        return rev + (" (+ uncommitted changes)" if dirty.strip() else "")
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+
+
+async def _run(args: argparse.Namespace, only: list[str], results: Results) -> None:
+    with tempfile.TemporaryDirectory(prefix="qgs-reliability-") as tmp_name:
+        tmp = Path(tmp_name)
+        with mosquitto(tmp / "broker") as broker:
+            if "matrix" in only:
+                t0 = time.monotonic()
+                results.matrix = await matrix.run_matrix(tmp / "matrix", broker.port, args.quick)
+                results.wall_s["matrix"] = time.monotonic() - t0
+            if "crash" in only:
+                t0 = time.monotonic()
+                results.crash = await crash.run_trials(
+                    tmp / "crash", broker.port, 4 if args.quick else args.kills
+                )
+                results.wall_s["crash"] = time.monotonic() - t0
+            if "fuzz" in only:
+                t0 = time.monotonic()
+                results.fuzz = await asyncio.to_thread(fuzz.run_all, broker.port, args.cases)
+                results.wall_s["fuzz"] = time.monotonic() - t0
+        if "security" in only:
+            t0 = time.monotonic()
+            results.security = await security.run_security(1 if args.quick else 5)
+            results.wall_s["security"] = time.monotonic() - t0
+    if "bridges" in only:
+        t0 = time.monotonic()
+        results.bridges = await asyncio.to_thread(run_bridges)
+        results.wall_s["bridges"] = time.monotonic() - t0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m reliability", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="a small subset of every kind")
+    parser.add_argument(
+        "--only",
+        default=",".join(SECTIONS),
+        help=f"comma-separated sections of {', '.join(SECTIONS)}",
+    )
+    parser.add_argument("--out", default=str(ROOT / "docs" / "reliability.md"))
+    parser.add_argument("--json", default=str(ROOT / "reliability" / "results.json"))
+    parser.add_argument(
+        "--render-only",
+        action="store_true",
+        help="re-render --out from the results in --json (no new run; e.g. after a report "
+        "change), keeping that run's date, revision and figures",
+    )
+    parser.add_argument("--kills", type=int, default=20, help="kill -9 trials (>= 20)")
+    parser.add_argument(
+        "--cases", type=int, default=0, help="fuzz examples per target (default 2000, --quick 200)"
+    )
+    args = parser.parse_args(argv)
+    only = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = sorted(set(only) - set(SECTIONS))
+    if unknown:
+        parser.error(f"unknown sections {unknown}; choose from {', '.join(SECTIONS)}")
+    args.cases = args.cases or (200 if args.quick else 2000)
+    if args.render_only:
+        loaded = from_json(json.loads(Path(args.json).read_text()))
+        Path(args.out).write_text(render(loaded, loaded.fuzz_cases or args.cases))
+        print(f"re-rendered {args.out} from {args.json}")
+        return 0
+    results = Results(
+        command=" ".join(["python -m reliability", *(argv if argv is not None else sys.argv[1:])]),
+        date_utc=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        revision=_revision(),
+        cores=os.cpu_count() or 0,
+        load_before=os.getloadavg(),
+        quick=args.quick,
+        fuzz_cases=args.cases,
+    )
+    asyncio.run(_run(args, only, results))
+    Path(args.out).write_text(render(results, args.cases))
+    Path(args.json).write_text(json.dumps(as_json(results), indent=1, default=str) + "\n")
+    print(f"wrote {args.out} and {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Two-station network: the live classical channel, the campaign coordinator (docs/analysis.md)."""
