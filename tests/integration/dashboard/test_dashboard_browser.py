@@ -167,7 +167,12 @@ async def test_dashboard_follows_a_warped_pass(tmp_path: Path, mosquitto: Broker
     with dashboard(tmp_path, "--broker", f"mqtt://127.0.0.1:{mosquitto.port}") as url:
         async with chromium(tmp_path) as page:
             await page.call("Page.navigate", url=url)
-            text = await page.wait_for("document.getElementById('empty')?.textContent", bound_s=20)
+            # the first paint says "Waiting for the dashboard server…" until the model arrives
+            text = await page.wait_for(
+                "(t => t && t.includes('Nothing connected yet') ? t : null)"
+                "(document.getElementById('empty')?.textContent)",
+                bound_s=20,
+            )
             assert "Nothing connected yet" in text, text
             assert "connected" in await page.evaluate(
                 "document.getElementById('broker').textContent"
