@@ -25,8 +25,8 @@ from drivers.errors import DeviceFault
 from drivers.registry import parse_device_url
 from drivers.timetagger.idq import IDQTimeTagger
 from drivers.timetagger.idqformat import encode_timestamps
+from tests.unit.drivers.timetagger.zmqpeer import Script, ScriptedPeer
 
-Script = list[tuple[bytes, bytes | None]]
 IDN = b"ID Quantique,ID1000,1234,1.0"
 CONNECT: Script = [(b"*IDN?", IDN), (b"DEVI:RES:BWID?", b"1")]  # inputs from the URL
 REFUSED = b'{"error": {"description": "unknown command list"}}'
@@ -49,40 +49,6 @@ class StepClock:
 
     def to_wall(self, seconds: float) -> float:
         return seconds
-
-
-class ScriptedPeer:
-    """A ROUTER that expects ``script`` requests in order and sends the scripted replies."""
-
-    def __init__(self, script: Script) -> None:
-        self.script = list(script)
-        self.sock = zmq.asyncio.Context.instance().socket(zmq.ROUTER)
-        self.sock.setsockopt(zmq.LINGER, 0)
-        self.port = self.sock.bind_to_random_port("tcp://127.0.0.1")
-        self.errors: list[str] = []
-        self.used = 0
-        self.task = asyncio.create_task(self._serve())
-
-    async def _serve(self) -> None:
-        for expected, reply in self.script:
-            ident, empty, payload = await self.sock.recv_multipart()
-            self.used += 1
-            if payload != expected:
-                self.errors.append(f"expected {expected!r}, got {payload!r}")
-                return
-            if reply is not None:
-                await self.sock.send_multipart([ident, empty, reply])
-
-    async def finish(self) -> None:
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(2.0):
-                await asyncio.shield(self.task)
-        self.task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self.task
-        self.sock.close(linger=0)
-        assert not self.errors, self.errors
-        assert self.used == len(self.script), f"only {self.used}/{len(self.script)} pairs used"
 
 
 def free_base(inputs: int) -> int:
