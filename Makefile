@@ -26,6 +26,7 @@ test-slow: setup
 
 lint: setup
 	$(VENV)/bin/ruff check drivers station sim_hardware tests bench reliability
+	$(VENV)/bin/ruff format --check drivers station sim_hardware tests bench reliability
 	$(VENV)/bin/mypy drivers station sim_hardware bench reliability
 
 bench: setup

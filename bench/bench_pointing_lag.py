@@ -44,15 +44,22 @@ def _errors(bundle: Path) -> list[float]:
 
 def run() -> list[Result]:
     load = [
-        subprocess.Popen([sys.executable, "-c", "while True: pass"])
-        for _ in range(LOAD_PROCESSES)
+        subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(LOAD_PROCESSES)
     ]
     try:
         with tempfile.TemporaryDirectory(prefix="qgs-bench-lag-") as tmp:
             out = Path(tmp)
             proc = subprocess.run(
-                [sys.executable, "-m", "station.cli", "demo", "--out", str(out),
-                 "--rate", str(RATE)],
+                [
+                    sys.executable,
+                    "-m",
+                    "station.cli",
+                    "demo",
+                    "--out",
+                    str(out),
+                    "--rate",
+                    str(RATE),
+                ],
                 capture_output=True,
                 timeout=TIMEOUT_S,
                 check=False,

@@ -14,7 +14,12 @@ restarted. The lessons of the anchor systems (anchors.md) are encoded here once:
   after ``degraded_after`` consecutive failed operations the state is DEGRADED, which tells
   the controller to stop relying on the device (abort tracking, raise an alarm);
 - *give up visibly*: after ``max_attempts`` failed reconnects in one episode the state is
-  FAILED and calls raise NotConnected at once with the last error, until :meth:`reconnect`.
+  FAILED and calls raise NotConnected at once with the last error, until :meth:`reconnect`;
+- *say so at once*: error listeners (:meth:`Supervisor.add_error_listener`) hear of a failed
+  operation when it fails, before the reconnect episode (which can last minutes of backoff
+  and connect timeouts), and of the first success after failures; a caller that only sees
+  the re-raised error would hear of a hung device only after the reconnect gave up or the
+  device came back (issue 10: alarms 62-76 s after a 60 s fault began).
 
 Errors of the caller (LimitViolation) are not link errors and are passed through untouched.
 A failed operation is never retried silently unless the caller says it is idempotent
@@ -152,6 +157,7 @@ class Supervisor(Generic[D]):
         self._consecutive = 0
         self._reconnects = 0
         self._listeners: list[Callable[[SupervisorStatus], None]] = []
+        self._error_listeners: list[Callable[[DeviceError | None], None]] = []
         self._reconnect_lock = asyncio.Lock()
 
     # ------------------------------------------------------------------ status
@@ -169,6 +175,21 @@ class Supervisor(Generic[D]):
     def add_listener(self, listener: Callable[[SupervisorStatus], None]) -> None:
         """Call ``listener(status)`` on every state change (must not block)."""
         self._listeners.append(listener)
+
+    def add_error_listener(self, listener: Callable[[DeviceError | None], None]) -> None:
+        """Call ``listener(error)`` when an operation fails (before any reconnect) and
+        ``listener(None)`` at the first successful operation after one or more failures.
+
+        Must not block (schedule work instead); a failing listener is logged and ignored.
+        """
+        self._error_listeners.append(listener)
+
+    def _notify_error(self, error: DeviceError | None) -> None:
+        for listener in list(self._error_listeners):
+            try:
+                listener(error)
+            except Exception:  # a broken listener must not break the device link
+                log.exception("%s: error listener failed", self.device.url)
 
     def _set_state(self, state: LinkState) -> None:
         if state is self._state:
@@ -240,8 +261,11 @@ class Supervisor(Generic[D]):
                 self._record_error(exc)
                 raise
             else:
+                recovered = self._consecutive > 0
                 self._consecutive = 0
                 self._set_state(LinkState.CONNECTED)
+                if recovered:
+                    self._notify_error(None)
                 return result
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -250,6 +274,7 @@ class Supervisor(Generic[D]):
         self._last_error = f"{type(exc).__name__}: {exc}"
         if self._consecutive >= self.degraded_after:
             self._set_state(LinkState.DEGRADED)
+        self._notify_error(exc)
 
     async def _reconnect_quietly(self) -> None:
         with contextlib.suppress(NotConnected):

@@ -1,8 +1,11 @@
-"""``python -m reliability [--quick] [--only matrix,crash,fuzz,security,bridges] [--out PATH]``.
+"""``python -m reliability [--quick] [--only SECTION,...] [--out PATH]``.
+
+Sections: matrix, crash, outage, fuzz, security, bridges, soak (default: all).
 
 Runs the requested sections with real processes and regenerates docs/reliability.md (and
 reliability/results.json) from this run only. ``--quick``: three matrix cells, four kill
-trials, 200 fuzz cases per target, one attempt per security case.
+trials, a 10 s broker outage, 200 fuzz cases per target, one attempt per security case,
+a 2 h soak.
 """
 
 from __future__ import annotations
@@ -18,12 +21,12 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from reliability import crash, fuzz, matrix, security
+from reliability import crash, fuzz, fuzz_drivers, matrix, outage, security, soak
 from reliability.bridges import run_bridges
 from reliability.broker import ROOT, mosquitto
 from reliability.report import Results, as_json, from_json, render
 
-SECTIONS = ("matrix", "crash", "fuzz", "security", "bridges")
+SECTIONS = ("matrix", "crash", "outage", "fuzz", "security", "bridges", "soak")
 
 
 def _revision() -> str:
@@ -61,9 +64,25 @@ async def _run(args: argparse.Namespace, only: list[str], results: Results) -> N
                     tmp / "crash", broker.port, 4 if args.quick else args.kills
                 )
                 results.wall_s["crash"] = time.monotonic() - t0
+            if "outage" in only:  # its own broker: it stops and restarts it
+                t0 = time.monotonic()
+                results.outage = await outage.run_outage(
+                    tmp / "outage", 10.0 if args.quick else outage.OUTAGE_S
+                )
+                results.wall_s["outage"] = time.monotonic() - t0
+            if "soak" in only:
+                t0 = time.monotonic()
+                results.soak = await soak.run_soak(
+                    tmp / "soak", broker.port, hours=2.0 if args.quick else args.soak_hours
+                )
+                results.wall_s["soak"] = time.monotonic() - t0
             if "fuzz" in only:
                 t0 = time.monotonic()
                 results.fuzz = await asyncio.to_thread(fuzz.run_all, broker.port, args.cases)
+                # a reply case costs up to a few I/O timeouts: an eighth of the cases each
+                results.fuzz += await asyncio.to_thread(
+                    fuzz_drivers.fuzz_replies, max(50, args.cases // 8)
+                )
                 results.wall_s["fuzz"] = time.monotonic() - t0
         if "security" in only:
             t0 = time.monotonic()
@@ -73,6 +92,21 @@ async def _run(args: argparse.Namespace, only: list[str], results: Results) -> N
         t0 = time.monotonic()
         results.bridges = await asyncio.to_thread(run_bridges)
         results.wall_s["bridges"] = time.monotonic() - t0
+
+
+def merge_earlier(results: Results, earlier: Results, ran: list[str]) -> None:
+    """Copy into ``results`` the sections of ``earlier`` that this run did not run."""
+    for section in SECTIONS:
+        if section in ran or getattr(earlier, section) is None:
+            continue
+        setattr(results, section, getattr(earlier, section))
+        results.runs[section] = earlier.runs.get(
+            section, f"{earlier.date_utc} at {earlier.revision}"
+        )
+        if section in earlier.wall_s:
+            results.wall_s[section] = earlier.wall_s[section]
+        if section == "fuzz":
+            results.fuzz_cases = earlier.fuzz_cases
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -91,7 +125,16 @@ def main(argv: list[str] | None = None) -> int:
         help="re-render --out from the results in --json (no new run; e.g. after a report "
         "change), keeping that run's date, revision and figures",
     )
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep the sections of --json that this run does not run (each section then "
+        "names the run it comes from)",
+    )
     parser.add_argument("--kills", type=int, default=20, help="kill -9 trials (>= 20)")
+    parser.add_argument(
+        "--soak-hours", type=float, default=24.0, help="clock hours of the soak (default 24)"
+    )
     parser.add_argument(
         "--cases", type=int, default=0, help="fuzz examples per target (default 2000, --quick 200)"
     )
@@ -116,7 +159,10 @@ def main(argv: list[str] | None = None) -> int:
         fuzz_cases=args.cases,
     )
     asyncio.run(_run(args, only, results))
-    Path(args.out).write_text(render(results, args.cases))
+    results.runs = {section: f"{results.date_utc} at {results.revision}" for section in only}
+    if args.merge and Path(args.json).exists():
+        merge_earlier(results, from_json(json.loads(Path(args.json).read_text())), only)
+    Path(args.out).write_text(render(results, results.fuzz_cases or args.cases))
     Path(args.json).write_text(json.dumps(as_json(results), indent=1, default=str) + "\n")
     print(f"wrote {args.out} and {args.json}")
     return 0

@@ -18,12 +18,18 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED_ACL = ROOT / "configs" / "mosquitto" / "qgs.acl"
-#: users of the secured broker (roles of configs/mosquitto/qgs.acl) and their passwords
+#: users of the secured broker (configs/mosquitto/qgs.acl) and their passwords: one per
+#: station, an operator, the coordinator's three connections, two monitors (the same as
+#: tests/conftest.py TEST_USERS; a user holds one connection at a time)
 USERS = {
-    "station": "st-pass",
+    "delingha": "dl-pass",
+    "nanshan": "ns-pass",
     "operator": "op-pass",
-    "monitor": "mon-pass",
     "coordinator": "co-pass",
+    "coordinator-watch": "co-pass",
+    "coordinator-cmd": "co-pass",
+    "monitor": "mon-pass",
+    "dashboard": "dash-pass",
 }
 START_BOUND_S = 10.0  #: wall seconds for Mosquitto to listen
 
@@ -76,9 +82,13 @@ def _wait_listening(proc: subprocess.Popen[bytes], port: int, log: Path) -> None
 
 
 def write_passwd(path: Path, users: dict[str, str]) -> None:
-    """A hashed Mosquitto password file (``mosquitto_passwd -U``: no password on a command line)."""
-    path.write_text("".join(f"{u}:{p}\n" for u, p in users.items()))
-    path.chmod(0o600)
+    """A hashed Mosquitto password file (``mosquitto_passwd -U``: no password on a command line).
+
+    The plaintext is written to a file created 0600 (never readable by others, not even
+    between a write and a chmod) and hashed in place."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write("".join(f"{u}:{p}\n" for u, p in users.items()))
     subprocess.run(
         [exe("mosquitto_passwd"), "-U", str(path)], check=True, timeout=30, capture_output=True
     )
@@ -88,7 +98,8 @@ def write_passwd(path: Path, users: dict[str, str]) -> None:
 def mosquitto(
     tmp: Path, *, secured: bool = False, extra: Sequence[str] = (), port: int | None = None
 ) -> Iterator[Mosquitto]:
-    """Mosquitto on a free loopback port; ``secured``: the shipped ACL and :data:`USERS`."""
+    """Mosquitto on a free loopback port; ``secured``: as shipped (configs/mosquitto/
+    mosquitto.conf): the shipped ACL, :data:`USERS` and ``use_username_as_clientid``."""
     tmp.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     auth = ["allow_anonymous true"]
@@ -108,6 +119,8 @@ def mosquitto(
         "log_dest stderr",
         "log_type error",
         f"listener {port} 127.0.0.1",
+        # a listener option (after its listener line): a client id is its user name
+        "use_username_as_clientid true" if secured else "",
         *extra,
     ]
     conf = tmp / "mosquitto.conf"

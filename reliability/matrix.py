@@ -9,6 +9,12 @@ long: 3 wall s at 20x). What the daemon reached is compared with docs/operations
 device; ``degrade`` → an alarm, the pass goes on to LOS (outcome ``complete``), no ``FAULT``.
 Every wait is bounded (a cell that does not finish is a ``hang``); a daemon that exits is a
 ``crash``; the bundle is checked with ``verify_bundle`` and the manifest's ``quality``.
+
+Bounds (docs/operations.md "Watchdogs"): the first alarm naming the device within
+:data:`ALARM_BOUND_S` clock seconds of the fault, i.e. while the 60 s fault is still on; at
+most :data:`MAX_DEVICE_ALARMS` alarms naming the device (one episode: the alarm, "still
+failing" updates, escalations, the recovery; not one per failed call); every event the
+tagger sent is in the bundle, or the manifest says the events are incomplete.
 """
 
 from __future__ import annotations
@@ -36,6 +42,15 @@ FAULT_FOR_S = 60.0  #: clock s (6 wall s at RATE)
 RATE = 10.0  #: 20x (the tests' rate) is not faithful on a loaded 2-core machine
 PASS_BOUND_S = 150.0  #: wall s from enable to pass_complete (the pass takes ~40 s at 20x)
 SETTLE_BOUND_S = 25.0  #: wall s for the summary state to settle after pass_complete
+#: clock s from the fault to the first alarm naming the device. The slowest path is a device
+#: that stops answering: the driver's I/O timeout is wall time (2 s: a real link's latency
+#: does not warp), 20 clock s at RATE 10, plus the tagger probe period (5 clock s) or the
+#: mount's [watchdog] mount_lost_s (15 s beyond the beam, sampled through 5 s replies) and
+#: the publication. At RATE 1 the same paths take 2 + 5 s (probe) and 15-20 s (mount).
+ALARM_BOUND_S = 30.0
+#: alarms naming the device in one 60 s fault episode: the first, "still failing" updates
+#: (every 30 s), escalations (link degraded, failed, pass aborted) and the recovery
+MAX_DEVICE_ALARMS = 8
 
 POLICY = {"mount": "safe", "hwp": "degrade", "timetagger": "degrade"}  #: settings.py defaults
 #: alarm kinds that name each device (docs/mqtt-api.md event/alarm)
@@ -149,20 +164,41 @@ class Cell:
                 f"first alarm {self.first_alarm_s:.0f} s after the fault began, i.e. only "
                 f"after the {FAULT_FOR_S:.0f} s fault was over"
             )
+        elif self.first_alarm_s > ALARM_BOUND_S:
+            out.append(
+                f"first alarm {self.first_alarm_s:.0f} s after the fault began "
+                f"(bound {ALARM_BOUND_S:.0f} s)"
+            )
+        if len(self.device_alarms()) > MAX_DEVICE_ALARMS:
+            out.append(
+                f"{len(self.device_alarms())} alarms naming the device (one episode: at most "
+                f"{MAX_DEVICE_ALARMS})"
+            )
         if self.bundle_ok is False:
             out.append("bundle does not verify")
         if self.streamed is not None and self.events is not None and self.events != self.streamed:
             out.append(
-                f"recorded {self.events} of the {self.streamed} events the tagger says it sent "
-                "(whether the rest reached the recorder is not known)"
+                f"recorded {self.events} of the {self.streamed} events the tagger says it sent"
+                + (
+                    " while the manifest says events_complete"
+                    if self.events_complete
+                    else " (the manifest marks the events incomplete)"
+                )
             )
         if self.events_complete is False and self.device != "timetagger":
             out.append("events lost before the recorder (quality.events_complete false)")
         return out
 
 
-def rig_config_with_faults(tmp: Path, faults: Sequence[tuple[str, str]]) -> Path:
-    """A copy of the rig config in ``tmp`` with one ``[[faults]]`` entry per (device, kind)."""
+def rig_config_with_faults(
+    tmp: Path,
+    faults: Sequence[tuple[str, str]],
+    *,
+    duration_s: float = FAULT_FOR_S,
+    params: dict[str, float] | None = None,
+) -> Path:
+    """A copy of the rig config in ``tmp`` with one ``[[faults]]`` entry per (device, kind),
+    at :data:`FAULT_AT_S` for ``duration_s`` (params: :data:`KINDS`, or ``params``)."""
     lines: list[str] = []
     for device, kind in faults:
         lines += [
@@ -171,9 +207,10 @@ def rig_config_with_faults(tmp: Path, faults: Sequence[tuple[str, str]]) -> Path
             f'device = "{STATION}.{device}"',
             f'kind = "{kind}"',
             f"at_s = {FAULT_AT_S}",
-            f"duration_s = {FAULT_FOR_S}",
+            f"duration_s = {duration_s}",
         ]
-        lines += [f"{k} = {v!r}" for k, v in KINDS[device][kind].items()]
+        chosen = KINDS[device][kind] if params is None else params
+        lines += [f"{k} = {v!r}" for k, v in chosen.items()]
     tmp.mkdir(parents=True, exist_ok=True)
     path = tmp / "rig.toml"
     path.write_text(with_tagger_extensions(RIG_CONFIG.read_text()) + "\n".join(lines) + "\n")

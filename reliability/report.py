@@ -13,7 +13,11 @@ from reliability.bridges import BridgeOutage
 from reliability.crash import Trial
 from reliability.fuzz import FuzzResult
 from reliability.matrix import Cell
+from reliability.outage import COMMAND as OUTAGE_COMMAND
+from reliability.outage import STATE_BOUND_S, BrokerOutage
 from reliability.security import Attack
+from reliability.soak import COMMAND as SOAK_COMMAND
+from reliability.soak import RSS_BAR, ProcessTrace, Sample, Soak
 
 
 @dataclass
@@ -31,8 +35,13 @@ class Results:
     fuzz: list[FuzzResult] | None = None
     security: list[Attack] | None = None
     bridges: BridgeOutage | None = None
+    outage: BrokerOutage | None = None
+    soak: Soak | None = None
     wall_s: dict[str, float] = field(default_factory=dict)
     fuzz_cases: int = 0
+    #: section -> "<date> at <revision>" of the run that measured it (``--merge`` keeps the
+    #: sections of an earlier run that this one did not run)
+    runs: dict[str, str] = field(default_factory=dict)
 
 
 def _alarms(kinds: list[str]) -> str:
@@ -150,7 +159,9 @@ def _fuzz(results: list[FuzzResult], cmd: str, cases: int) -> list[str]:
         "",
         f"Command: `{cmd} --only fuzz` ({cases} examples per target, derandomized). A failure "
         "is any exception other than the typed one (`ConfigError` for configs and elements, "
-        "`RecordingError`/`ChunkError` for the bundle reader), a corruption read back as data, "
+        "`RecordingError`/`ChunkError` for the bundle reader, `DeviceError` for a driver "
+        "reading corrupted replies), a corruption read back as data, a driver sequence "
+        "outliving its bound, "
         "an unhandled exception in the bus's event loop, an ack on a station topic, or the bus "
         "not answering a valid command afterwards (checked every 50 cases, bounded).",
         "",
@@ -167,6 +178,12 @@ def _fuzz(results: list[FuzzResult], cmd: str, cases: int) -> list[str]:
         "NaN, 5,000-deep nesting, 200 kB ids, NUL/wildcard/foreign reply_to), "
         "retained or not",
     }
+    for device in ("rotctld", "lx200", "elliptec"):
+        what[f"replies/{device}"] = (
+            f"the {device} driver (connect, position, one move) behind a proxy that mutates "
+            "our emulator's replies: bit flips, truncation, random bytes, a tail, a dropped "
+            "reply, digits replaced by nan/1e999/40 digits (an eighth of the cases)"
+        )
     for r in results:
         out.append(
             f"| {r.target} | {what.get(r.target, '')} | {r.cases} | {r.typed_errors} "
@@ -184,10 +201,13 @@ def _security(attacks: list[Attack], cmd: str) -> list[str]:
         "## 5. Security",
         "",
         f"Command: `{cmd} --only security`. Against Mosquitto with the shipped "
-        "configs/mosquitto/qgs.acl and a password file (roles station/operator/monitor/"
-        "coordinator), a real StationBus as `station` with client id `qgs-station-delingha`; "
-        "and against the TLS central broker written by `write_broker_kit` (a generated CA). "
-        "Success must be 0 for every attack; the control must connect.",
+        "configs/mosquitto/qgs.acl, `use_username_as_clientid` and a password file (one user "
+        "per station, operators, the coordinator, monitors: reliability/broker.py USERS), a "
+        "real StationBus logged in as `delingha`; and against the TLS central broker written "
+        "by `write_broker_kit` (a generated CA). A takeover counts only if the victim is "
+        "really disconnected, snooping only if the attacker really receives the victim's "
+        "acks (Mosquitto grants every subscription and filters at delivery). Success must be "
+        "0 for every attack; the control must connect.",
         "",
         "| attempt | attempts | successes | verdict |",
         "|---|---|---|---|",
@@ -202,12 +222,10 @@ def _security(attacks: list[Attack], cmd: str) -> list[str]:
     out += ["", *noted] if noted else []
     out += [
         "",
-        "`client_id_takeover`: a monitor connecting with the station's client id is "
-        "accepted (the broker then drops the station). `reply_snooping`: the ACL's "
-        "`pattern read qgs/reply/%c/#` lets any credential holder read another client's "
-        'replies by choosing that client id. Both are issue 10\'s "ACL trusts client ids"; '
-        "the shipped ACL has one `station` user for all stations and no "
-        "`use_username_as_clientid`.",
+        "Client ids are user names (`use_username_as_clientid`), so a stolen client id is "
+        "replaced by the thief's own user name: no takeover, and inboxes are per user "
+        "(`pattern read qgs/reply/%u/#`). Each station may publish only under its own "
+        "`qgs/v1/<station>/`.",
     ]
     return [*out, ""]
 
@@ -223,13 +241,78 @@ def _bridges(b: BridgeOutage) -> list[str]:
     out.append(f"> {b.line}" if b.line else "> (the line was not printed)")
     if b.tail:
         out += ["", "```", b.tail, "```"]
-    out += [
-        "",
-        "Not yet measured here: issue 10's 60 s outage of a station's own broker "
-        "mid-pass (recording exact, state correct within 2 s of return, expired commands "
-        "not run late).",
-    ]
     return [*out, ""]
+
+
+def _outage(o: BrokerOutage, quick: bool) -> list[str]:
+    verdict = "passed" if o.passed else "**FAILED**: " + "; ".join(o.problems)
+    return [
+        f"## 3b. The station's own broker down for {o.outage_s:.0f} s mid-pass",
+        "",
+        f"Command: `{OUTAGE_COMMAND}`{' --quick' if quick else ''} ({o.wall_s} wall s; "
+        "reliability/outage.py describes the run). The broker restarts without persistence, "
+        "so every retained message must be published again by the daemon.",
+        "",
+        "| figure | value | bar |",
+        "|---|---|---|",
+        f"| events recorded / sent by the tagger | {o.events} / {o.streamed} | equal |",
+        f"| bundle verifies, events_complete | {o.bundle_ok}, {o.events_complete} | true |",
+        f"| pass outcome | {o.outcome} | complete |",
+        f"| retained status right after the return | {o.status_after_s} s | "
+        f"≤ {STATE_BOUND_S:g} s |",
+        f"| retained state/pass right after the return | {o.pass_state_after_s} s | "
+        f"≤ {STATE_BOUND_S:g} s |",
+        f"| `standby` typed during the outage, delivered after | {o.late_command_ack} "
+        f"({o.late_command_reason or '-'}) | not COMPLETE |",
+        f"| a fresh `get_schedule` after the return | {o.fresh_command_ack} | COMPLETE |",
+        "",
+        f"Verdict: {verdict}.",
+        "",
+    ]
+
+
+def _soak(k: Soak, quick: bool) -> list[str]:
+    verdict = "passed" if k.passed else "**FAILED**: " + "; ".join(k.problems)
+    out = [
+        "## 6. Soak",
+        "",
+        f"Command: `{SOAK_COMMAND}`{' --quick' if quick else ''} ({k.clock_hours:g} clock h "
+        f"at {k.rate:g}x: {k.wall_s} wall s; reliability/soak.py describes the run and the "
+        f"baseline). Passes completed: "
+        + (", ".join(f"{s} {n}" for s, n in sorted(k.passes.items())) or "none")
+        + f"; bundles verified {k.bundles_verified}, failed {len(k.bundles_failed)}. "
+        + "Outcomes: "
+        + (", ".join(f"{key} {n}" for key, n in sorted(k.outcomes.items())) or "-")
+        + f"; unhandled exceptions in the daemons' logs: {len(k.log_errors)}.",
+        "",
+        "| process | RSS baseline → end (MiB) | growth (bar "
+        f"{RSS_BAR:.0%}) | fds | threads | asyncio tasks | children at end |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for t in k.traces:
+        out.append(_soak_row(t))
+    return [*out, "", f"Verdict: {verdict}.", ""]
+
+
+def _soak_row(t: ProcessTrace) -> str:
+    def mib(kib: float | None) -> str:
+        return "-" if kib is None else f"{kib / 1024:.1f}"
+
+    growth = "-" if t.rss_growth is None else f"{t.rss_growth:+.1%}"
+    tasks = "-" if t.tasks_end is None else f"{t.tasks_baseline_max} → {t.tasks_end}"
+    return (
+        f"| {t.name} | {mib(t.rss_baseline_kib)} → {mib(t.rss_end_kib)} | {growth} "
+        f"| {t.fds_baseline_max} → {t.fds_end} | {t.threads_baseline_max} → {t.threads_end} "
+        f"| {tasks} | {t.children_end} |"
+    )
+
+
+def _provenance(r: Results) -> list[str]:
+    """One line per section when the sections come from different runs (``--merge``)."""
+    if len(set(r.runs.values())) <= 1:
+        return []
+    lines = ", ".join(f"{section}: {run}" for section, run in r.runs.items())
+    return [f"Sections from different runs (`--merge`): {lines}.", ""]
 
 
 def render(r: Results, fuzz_cases: int) -> str:
@@ -246,6 +329,7 @@ def render(r: Results, fuzz_cases: int) -> str:
         "of every kind runs in `make test` "
         "(tests/integration/reliability/test_reliability_fast.py).",
         "",
+        *_provenance(r),
         "Wall time per section (s): "
         + (", ".join(f"{k} {v:.0f}" for k, v in r.wall_s.items()) or "-"),
         "",
@@ -268,6 +352,10 @@ def render(r: Results, fuzz_cases: int) -> str:
             "Not run in this invocation.",
             "",
         ]
+    if r.outage is not None:
+        body += _outage(r.outage, r.quick)
+    else:
+        body += ["## 3b. Station broker outage", "", "Not run in this invocation.", ""]
     if r.fuzz is not None:
         body += _fuzz(r.fuzz, cmd, fuzz_cases)
     else:
@@ -276,14 +364,10 @@ def render(r: Results, fuzz_cases: int) -> str:
         body += _security(r.security, cmd)
     else:
         body += ["## 5. Security", "", "Not run in this invocation.", ""]
-    body += [
-        "## 6. Soak",
-        "",
-        "Not built yet: 24 h of warped time with scheduled passes on two "
-        "stations (RSS growth < 10 %, no leaked tasks, fds or processes, every bundle "
-        "verifies) is issue 10's remaining item.",
-        "",
-    ]
+    if r.soak is not None:
+        body += _soak(r.soak, r.quick)
+    else:
+        body += ["## 6. Soak", "", "Not run in this invocation.", ""]
     return "\n".join(head + body)
 
 
@@ -300,9 +384,12 @@ def as_json(r: Results) -> dict[str, Any]:
         "fuzz": [f.__dict__ for f in r.fuzz] if r.fuzz is not None else None,
         "security": [a.__dict__ for a in r.security] if r.security is not None else None,
         "bridges": r.bridges.__dict__ if r.bridges is not None else None,
+        "outage": r.outage.__dict__ if r.outage is not None else None,
+        "soak": _soak_json(r.soak),
         "wall_s": r.wall_s,
         "fuzz_cases": r.fuzz_cases,
         "load_before": list(r.load_before),
+        "runs": r.runs,
     }
 
 
@@ -323,6 +410,7 @@ def from_json(d: dict[str, Any]) -> Results:
         bool(d["quick"]),
         wall_s=dict(d.get("wall_s") or {}),
         fuzz_cases=int(d.get("fuzz_cases") or 0),
+        runs=dict(d.get("runs") or {}),
     )
     if d.get("matrix") is not None:
         r.matrix = [Cell(**_fields(Cell, c)) for c in d["matrix"]]
@@ -334,4 +422,28 @@ def from_json(d: dict[str, Any]) -> Results:
         r.security = [Attack(**_fields(Attack, a)) for a in d["security"]]
     if d.get("bridges") is not None:
         r.bridges = BridgeOutage(**_fields(BridgeOutage, d["bridges"]))
+    if d.get("outage") is not None:
+        r.outage = BrokerOutage(**_fields(BrokerOutage, d["outage"]))
+    if d.get("soak") is not None:
+        r.soak = _soak_from(d["soak"])
     return r
+
+
+def _soak_json(k: Soak | None) -> dict[str, Any] | None:
+    if k is None:
+        return None
+    return {
+        **k.__dict__,
+        "traces": [{**t.__dict__, "samples": [s.__dict__ for s in t.samples]} for t in k.traces],
+    }
+
+
+def _soak_from(d: dict[str, Any]) -> Soak:
+    k = Soak(**_fields(Soak, {key: v for key, v in d.items() if key != "traces"}))
+    for t in d.get("traces") or []:
+        trace = ProcessTrace(
+            **_fields(ProcessTrace, {key: v for key, v in t.items() if key != "samples"})
+        )
+        trace.samples = [Sample(**_fields(Sample, s)) for s in t.get("samples") or []]
+        k.traces.append(trace)
+    return k

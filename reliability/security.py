@@ -1,16 +1,27 @@
 """Security counts: attempts and successes (the bar is 0) against the shipped ACL and TLS.
 
-Against a Mosquitto with configs/mosquitto/qgs.acl and a password file (the roles of
-tests/conftest.py ``mosquitto_secured``), a :class:`StationBus` for ``delingha`` logged in as
-``station`` (client id ``qgs-station-delingha``) that records every command it executes:
+Against a Mosquitto as shipped (configs/mosquitto/qgs.acl, a password file and
+``use_username_as_clientid true``: the users of tests/conftest.py ``mosquitto_secured``), a
+:class:`StationBus` for ``delingha`` logged in as ``delingha`` (client id
+``qgs-station-delingha``, which the broker replaces by the user name) that records every
+command it executes, and a read-only watcher logged in as ``dashboard``:
 
 ``anonymous``        connect without credentials (success: the broker accepts the session)
 ``wrong_password``   connect as ``operator`` with a wrong password (success: accepted)
 ``monitor_command``  a ``monitor`` publishes a command (success: the station executes it)
-``client_id_takeover`` a ``monitor`` connects with the station's client id (success: the
-                     broker accepts it, which disconnects the station)
-``reply_snooping``   a ``monitor`` connects with an operator's client id and subscribes to that
-                     operator's reply inbox (success: the broker grants the subscription)
+``station_spoof``    the station ``delingha`` publishes ``nanshan``'s status (retained), alarm,
+                     state, telemetry and a command to it, and an ack "from nanshan" into the
+                     watcher's inbox (success: the watcher receives any of them)
+``client_id_takeover`` a ``monitor`` connects with the station's client id or its user name
+                     (success: the station's connection drops — a new broker connection or
+                     its Last Will seen by the watcher)
+``monitor_takeover`` a ``monitor`` connects with the watcher's client id, which is also its
+                     user name (success: the watcher's connection drops)
+``reply_snooping``   a ``monitor`` connects with the operator's user name as client id and
+                     subscribes to ``qgs/reply/operator/#`` and ``qgs/reply/#`` while the operator
+                     commands the station (success: it receives any of the operator's acks)
+``operator_snooping`` the same by an ``operator`` against the coordinator's bookings
+                     (``coordinator-cmd``'s inbox)
 ``forged_reply_to``  an ``operator`` sends commands whose ``reply_to`` is the station's
                      ``status``, its ``event/alarm``, another station's inbox, or has a NUL
                      (success: an ack lands on a station topic / the station is disconnected)
@@ -47,9 +58,12 @@ from station.bus.station_bus import CommandContext, StationBus
 from station.network.brokers import write_broker_kit
 
 STATION = "delingha"
+OTHER = "nanshan"  #: the station ``station_spoof`` impersonates
 STATION_ID = f"qgs-station-{STATION}"
+WATCHER = "dashboard"  #: the read-only observer's user (and client id)
 CLOCK = SystemClock()
 BOUND_S = 3.0  #: wall s: connect timeout, and how long to wait for an effect
+SETTLE_S = 0.5  #: wall s for a dropped connection to be noticed
 
 
 @dataclass
@@ -76,16 +90,88 @@ async def _connects(config: BrokerConfig, client_id: str) -> bool:
         return False
 
 
-async def _watch(
-    port: int, topics: list[str], seen: list[tuple[str, bytes]], ready: asyncio.Event
-) -> None:
-    async with _login(port, "monitor").client("sec-watch") as client:
-        for t in topics:
-            await client.subscribe(t, qos=1)
-        ready.set()
-        async for message in client.messages:
-            payload = message.payload if isinstance(message.payload, bytes) else b""
-            seen.append((str(message.topic), payload))
+@dataclass
+class _Watcher:
+    """A long-running read-only client (user ``dashboard``): what it saw, how often it was
+    dropped (a takeover of its session) and reconnected."""
+
+    port: int
+    topics: list[str]
+    seen: list[tuple[str, bytes]]
+    ready: asyncio.Event
+    drops: int = 0
+
+    async def run(self) -> None:
+        while True:
+            try:
+                async with _login(self.port, WATCHER).client(WATCHER) as client:
+                    for t in self.topics:
+                        await client.subscribe(t, qos=1)
+                    self.ready.set()
+                    async for message in client.messages:
+                        payload = message.payload if isinstance(message.payload, bytes) else b""
+                        self.seen.append((str(message.topic), payload))
+            except aiomqtt.MqttError:
+                self.drops += 1
+                self.ready.clear()
+                await asyncio.sleep(0.1)
+
+
+async def _station_spoof(port: int, watcher: _Watcher, attempts: int) -> Attack:
+    """``delingha`` publishes as ``nanshan`` (before delingha's own bus runs: a second
+    connection of one user would take the first over, which is by design)."""
+    a = Attack("station_spoof")
+    forged = [
+        (f"qgs/v1/{OTHER}/status", True),
+        (f"qgs/v1/{OTHER}/event/alarm", False),
+        (f"qgs/v1/{OTHER}/state/pass", True),
+        (f"qgs/v1/{OTHER}/telemetry/pointing", False),
+        (f"qgs/v1/{OTHER}/cmd/get_schedule", False),
+        (f"qgs/reply/{WATCHER}/{OTHER}/get_schedule", False),
+    ]
+    for i in range(attempts):
+        a.attempts += 1
+        mark = len(watcher.seen)
+        body = json.dumps({"id": f"spoof-{i}", "ack": "COMPLETE", "state": "offline"}).encode()
+        with contextlib.suppress(aiomqtt.MqttError):
+            async with _login(port, STATION).client(STATION_ID) as client:
+                for topic, retain in forged:
+                    await client.publish(topic, body, qos=1, retain=retain, timeout=BOUND_S)
+        await asyncio.sleep(SETTLE_S)
+        landed = [t for t, _ in watcher.seen[mark:] if f"/{OTHER}/" in t]
+        if landed:
+            a.successes += 1
+            a.note = f"landed on {sorted(set(landed))}"
+    return a
+
+
+async def _snoop(port: int, attacker: str, victim: str, station: str) -> bool:
+    """``attacker`` (client id = the victim's user name) listens while ``victim`` commands."""
+    got: list[str] = []
+    listening = asyncio.Event()
+
+    async def listen() -> None:
+        with contextlib.suppress(aiomqtt.MqttError):
+            async with _login(port, attacker).client(victim) as client:
+                for topic in (f"qgs/reply/{victim}/#", "qgs/reply/#"):
+                    await client.subscribe(topic, qos=1, timeout=BOUND_S)
+                listening.set()
+                async for message in client.messages:
+                    got.append(str(message.topic))
+        listening.set()
+
+    task = asyncio.create_task(listen())
+    try:
+        await asyncio.wait_for(listening.wait(), BOUND_S * 2)
+        # its own client id (the broker replaces it by the user name): never the attacker's
+        async with Requester(_login(port, victim), CLOCK, client_id=f"{victim}-own") as requester:
+            with contextlib.suppress(CommandTimeout):
+                await requester.send(station, "get_schedule", timeout_s=BOUND_S)
+        await asyncio.sleep(SETTLE_S)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    return any(t.startswith(f"qgs/reply/{victim}/") for t in got)
 
 
 async def _acl_attacks(port: int, attempts: int) -> list[Attack]:
@@ -95,25 +181,29 @@ async def _acl_attacks(port: int, attempts: int) -> list[Attack]:
         executed.append(cmd.id)
         return {}
 
+    seen: list[tuple[str, bytes]] = []
+    watcher = _Watcher(
+        port,
+        [
+            f"qgs/v1/{STATION}/status",
+            f"qgs/v1/{STATION}/event/#",
+            f"qgs/v1/{OTHER}/#",
+            "qgs/reply/#",
+        ],
+        seen,
+        asyncio.Event(),
+    )
+    watching = asyncio.create_task(watcher.run())
     bus = StationBus(
-        STATION, _login(port, "station"), CLOCK, state=lambda: "STANDBY", client_id=STATION_ID
+        STATION, _login(port, STATION), CLOCK, state=lambda: "STANDBY", client_id=STATION_ID
     )
     bus.register(CommandSpec("get_schedule"), handler)
-    await bus.start()
-    seen: list[tuple[str, bytes]] = []
-    ready = asyncio.Event()
-    watcher = asyncio.create_task(
-        _watch(
-            port,
-            [f"qgs/v1/{STATION}/status", f"qgs/v1/{STATION}/event/#", "qgs/reply/#"],
-            seen,
-            ready,
-        )
-    )
     out: list[Attack] = []
     try:
+        await asyncio.wait_for(watcher.ready.wait(), 10.0)
+        out.append(await _station_spoof(port, watcher, attempts))
+        await bus.start()
         await bus.wait_connected(10.0)
-        await asyncio.wait_for(ready.wait(), 10.0)
 
         async def count(
             kind: str, attempt: Callable[[int], Awaitable[bool]], n: int = attempts
@@ -124,6 +214,7 @@ async def _acl_attacks(port: int, attempts: int) -> list[Attack]:
                 if await attempt(i):
                     a.successes += 1
                 await bus.wait_connected(10.0)  # the station is back before the next one
+                await asyncio.wait_for(watcher.ready.wait(), 10.0)
             out.append(a)
 
         await count("anonymous", lambda i: _connects(_login(port, None), f"anon-{i}"))
@@ -142,20 +233,26 @@ async def _acl_attacks(port: int, attempts: int) -> list[Attack]:
         await count("monitor_command", monitor_command)
 
         async def takeover(i: int) -> bool:
-            return await _connects(_login(port, "monitor"), STATION_ID)
+            connections, mark = bus.connections, len(seen)
+            await _connects(_login(port, "monitor"), (STATION_ID, STATION)[i % 2])
+            await asyncio.sleep(SETTLE_S)
+            await bus.wait_connected(10.0)
+            will = any(b'"lwt"' in p for t, p in seen[mark:] if t.endswith("/status"))
+            return bus.connections > connections or will
 
         await count("client_id_takeover", takeover)
 
-        async def snoop(i: int) -> bool:
-            try:
-                async with _login(port, "monitor").client("ops-victim") as client:
-                    granted = await client.subscribe("qgs/reply/ops-victim/#", qos=1)
-                    codes = granted if isinstance(granted, list) else [granted]
-                    return any(getattr(c, "value", c) in (0, 1, 2) for c in codes)
-            except aiomqtt.MqttError:
-                return False
+        async def monitor_takeover(i: int) -> bool:
+            drops = watcher.drops
+            await _connects(_login(port, "monitor"), WATCHER)
+            await asyncio.sleep(SETTLE_S)
+            return watcher.drops > drops
 
-        await count("reply_snooping", snoop)
+        await count("monitor_takeover", monitor_takeover)
+        await count("reply_snooping", lambda i: _snoop(port, "monitor", "operator", STATION))
+        await count(
+            "operator_snooping", lambda i: _snoop(port, "operator", "coordinator-cmd", STATION)
+        )
 
         forged = [
             f"qgs/v1/{STATION}/status",
@@ -174,12 +271,8 @@ async def _acl_attacks(port: int, attempts: int) -> list[Attack]:
                 await client.publish(
                     f"qgs/v1/{STATION}/cmd/get_schedule", json.dumps(body).encode(), qos=1
                 )
-            await asyncio.sleep(0.5)
-            landed = [
-                t
-                for t, p in seen[mark:]
-                if b'"ack"' in p and not t.startswith("qgs/reply/ops-forge")
-            ]
+            await asyncio.sleep(SETTLE_S)
+            landed = [t for t, p in seen[mark:] if b'"ack"' in p]
             dropped = not bus.connected
             if landed or dropped:
                 why = f"ack on {landed[0]}" if landed else "the station was disconnected"
@@ -192,8 +285,8 @@ async def _acl_attacks(port: int, attempts: int) -> list[Attack]:
         await count("forged_reply_to", forge, max(attempts, len(forged)))
         out[-1].note = "; ".join(notes)
     finally:
-        watcher.cancel()
-        await asyncio.gather(watcher, return_exceptions=True)
+        watching.cancel()
+        await asyncio.gather(watching, return_exceptions=True)
         await bus.stop()
     return out
 

@@ -14,7 +14,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ import zmq.asyncio
 
 from drivers.clock import SystemClock, WarpSpec
 from reliability.broker import ROOT, stop
+from station import processes
 from station.bus.connection import BrokerConfig
 from station.bus.envelope import Ack
 from station.bus.requester import Requester
@@ -130,62 +130,25 @@ class Run:
 def start_rig(
     tmp: Path, rig_config: Path, rate: float, start_utc: str = START_UTC
 ) -> tuple[subprocess.Popen[bytes], WarpSpec, dict[str, Any]]:
+    """The rig on a warped clock from ``start_utc`` (station/processes.py)."""
     tmp.mkdir(parents=True, exist_ok=True)
-    urls = tmp / "urls.json"
-    urls.unlink(missing_ok=True)
     spec = WarpSpec(epoch=parse_time(start_utc), anchor=time.time() + 2.0, rate=rate)
-    with (tmp / "rig.err").open("wb") as err:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "sim_hardware",
-                "--config",
-                str(rig_config),
-                "--urls-json",
-                str(urls),
-                "--clock",
-                spec.to_string(),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=err,
-            cwd=ROOT,
-        )
-    deadline = time.monotonic() + RIG_START_BOUND_S
-    while not urls.exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            stop(proc)
-            raise RuntimeError(f"rig did not start: {(tmp / 'rig.err').read_text()[-1500:]}")
-        time.sleep(0.1)
-    return proc, spec, json.loads(urls.read_text())
+    proc, urls = processes.start_rig(
+        rig_config, spec, tmp / "urls.json", tmp / "rig.err", bound_s=RIG_START_BOUND_S
+    )
+    return proc, spec, urls
 
 
 def start_daemon(tmp: Path, port: int, config: Path, n: int = 1) -> subprocess.Popen[bytes]:
-    with (tmp / f"daemon{n}.err").open("wb") as err:
-        return subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "station.cli",
-                "--log-level",
-                "INFO",
-                "station",
-                "run",
-                "--config",
-                str(config),
-                "--devices-json",
-                str(tmp / "urls.json"),
-                "--tle",
-                str(TLE),
-                "--broker",
-                f"mqtt://127.0.0.1:{port}",
-                "--data-dir",
-                str(tmp / "data"),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=err,
-            cwd=ROOT,
-        )
+    """A daemon on the rig's URLs and the broker at ``port``; its log is ``daemon<n>.err``."""
+    return processes.start_station(
+        config,
+        tmp / "urls.json",
+        TLE,
+        f"mqtt://127.0.0.1:{port}",
+        tmp / "data",
+        tmp / f"daemon{n}.err",
+    )
 
 
 async def _watch(port: int, seen: list[Seen], ready: asyncio.Event) -> None:

@@ -44,6 +44,7 @@ from sim_hardware.devices.timetagger import (
     TimeTaggerModel,
 )
 from sim_hardware.faults import FaultInjector, FaultKind
+from sim_hardware.servers.alpaca import AlpacaServer, serve_alpaca
 from sim_hardware.servers.elliptec import ElliptecBus, ElliptecDevice
 from sim_hardware.servers.idq import IdqServer
 from sim_hardware.servers.lx200 import Lx200Server, serve_lx200
@@ -55,6 +56,8 @@ from sim_hardware.world import World, load_world_config
 log = logging.getLogger(__name__)
 
 DEVICES = ("mount", "hwp", "smc100", "timetagger")
+#: wire front-ends of the emulated mount: rotctld (TCP), LX200 (pty), ASCOM Alpaca (HTTP)
+MOUNT_PROTOCOLS = ("rotctld", "lx200", "alpaca")
 PREFETCH_S = 180.0  #: world geometry kept computed this far ahead of the clock (clock s)
 PREFETCH_PERIOD_S = 20.0  #: how often the prefetcher looks ahead (clock s)
 FAULT_PARAMS = ("delay_s", "channel", "jump_ps", "code")
@@ -197,9 +200,9 @@ class Rig:
             ),
         )
         protocols = m.raw("protocols", ["rotctld"])
-        if not isinstance(protocols, list) or not set(protocols) <= {"rotctld", "lx200"}:
+        if not isinstance(protocols, list) or not set(protocols) <= set(MOUNT_PROTOCOLS):
             raise m.error(
-                "protocols", f"expected a subset of ['rotctld', 'lx200'], got {protocols}"
+                "protocols", f"expected a subset of {list(MOUNT_PROTOCOLS)}, got {protocols}"
             )
         try:
             mount = MountModel(
@@ -225,6 +228,10 @@ class Rig:
             lx: Lx200Server = await serve_lx200(mount)
             plant.closers.append(lx)
             plant.urls["mount" if "mount" not in plant.urls else "mount_lx200"] = lx.url
+        if "alpaca" in protocols:
+            alp: AlpacaServer = await serve_alpaca(mount)
+            plant.closers.append(alp)
+            plant.urls["mount" if "mount" not in plant.urls else "mount_alpaca"] = alp.url
         if "hwp" in cfg:
             await self._start_hwp(plant, cfg.table("hwp"), seed)
         if "smc100" in cfg:

@@ -24,20 +24,60 @@ field to :class:`StationConfig` and the name to ``_SECTIONS``.
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from drivers.config import Table, load_toml
+from drivers.config_schema import read_section, reference_table, setting
 from drivers.datatypes import AxisLimits, MountLimits
+from station.daemon.settings import DECLARED_SECTIONS as DAEMON_DECLARED
 from station.daemon.settings import SECTIONS as DAEMON_SECTIONS
 from station.daemon.settings import DaemonSettings, parse_daemon_settings
 from station.tracking.site import HorizonMask, Site
 
-ATTITUDE_LAWS = ("target_pointing", "nadir")
-OPTICAL_TRAINS = ("none", "nasmyth", "coude")
-SOURCE_STATES = ("psi+", "phi+")
-KEYHOLE_STRATEGIES = ("flip", "skip")
-SERVOS = ("goto", "program")
+
+class AttitudeLaw(enum.StrEnum):
+    """How the satellite's polarization frame turns (station/tracking/polframe.py)."""
+
+    TARGET_POINTING = "target_pointing"
+    NADIR = "nadir"
+
+
+class OpticalTrain(enum.StrEnum):
+    """The telescope's mirror train between the sky and the analyzer."""
+
+    NONE = "none"
+    NASMYTH = "nasmyth"
+    COUDE = "coude"
+
+
+class SourceState(enum.StrEnum):
+    """The entangled source's Bell state (physics.md)."""
+
+    PSI_PLUS = "psi+"
+    PHI_PLUS = "phi+"
+
+
+class KeyholeStrategy(enum.StrEnum):
+    """What to do with a pass through the zenith keyhole (station/tracking/mountplan.py)."""
+
+    FLIP = "flip"
+    SKIP = "skip"
+
+
+class Servo(enum.StrEnum):
+    """How the mount takes targets (:class:`TrackingConfig`)."""
+
+    GOTO = "goto"
+    PROGRAM = "program"
+
+
+ATTITUDE_LAWS = tuple(m.value for m in AttitudeLaw)
+OPTICAL_TRAINS = tuple(m.value for m in OpticalTrain)
+SOURCE_STATES = tuple(m.value for m in SourceState)
+KEYHOLE_STRATEGIES = tuple(m.value for m in KeyholeStrategy)
+SERVOS = tuple(m.value for m in Servo)
 
 
 @dataclass(frozen=True)
@@ -46,7 +86,7 @@ class MountConfig:
 
     limits: MountLimits
     over_the_top: bool
-    keyhole_strategy: str
+    keyhole_strategy: KeyholeStrategy
     park_az_deg: float
     park_el_deg: float
 
@@ -55,21 +95,35 @@ class MountConfig:
 class SafetyConfig:
     """Exclusion radii (deg) around the Sun and Moon; slew paths add ``sun_slew_margin_deg``."""
 
-    sun_radius_deg: float = 30.0
-    sun_slew_margin_deg: float = 5.0
-    moon_radius_deg: float = 10.0
+    sun_radius_deg: float = setting(
+        30.0, min=0.0, max=90.0, unit="deg", doc="no pointing closer to the Sun"
+    )
+    sun_slew_margin_deg: float = setting(
+        5.0, min=0.0, max=45.0, unit="deg", doc="added to the Sun radius for slew paths"
+    )
+    moon_radius_deg: float = setting(
+        10.0, min=0.0, max=90.0, unit="deg", doc="no pointing closer to the Moon"
+    )
 
 
 @dataclass(frozen=True)
 class PolarizationConfig:
     """Satellite attitude law, telescope optical train and the HWP calibration offset (deg)."""
 
-    attitude_law: str = "target_pointing"
-    optical_train: str = "none"
-    hwp_offset_deg: float = 0.0
+    attitude_law: AttitudeLaw = setting(
+        AttitudeLaw.TARGET_POINTING, doc="the satellite's attitude law (frame rotation)"
+    )
+    optical_train: OpticalTrain = setting(
+        OpticalTrain.NONE, doc="mirrors between sky and analyzer (their rotation is compensated)"
+    )
+    hwp_offset_deg: float = setting(
+        0.0, min=-180.0, max=180.0, unit="deg", doc="the waveplate's calibration offset"
+    )
     #: the satellite source's Bell state ("psi+" for Micius, physics.md): sets which outcomes
     #: a basis should correlate; recorded in each bundle for the analysis
-    source_state: str = "psi+"
+    source_state: SourceState = setting(
+        SourceState.PSI_PLUS, doc="the source's Bell state (which outcomes correlate)"
+    )
 
 
 @dataclass(frozen=True)
@@ -86,8 +140,10 @@ class TleConfig:
     """Where the orbit elements come from and how old they may be."""
 
     path: Path | None = None
-    norad_id: int = 41731
-    max_age_days: float = 14.0
+    norad_id: int = setting(41731, min=1, max=999999999, doc="the satellite's catalog number")
+    max_age_days: float = setting(
+        14.0, min=0.0, max=3650.0, unit="days", doc="older elements are refused"
+    )
 
 
 @dataclass(frozen=True)
@@ -97,10 +153,16 @@ class TrackingConfig:
     ``P``: the station commands the braking distance plus ``lead_s`` ahead, see
     station/tracking/feedforward.py) or ``"program"`` (time-tagged targets, no lead)."""
 
-    rate_hz: float = 10.0
-    tolerance_deg: float = 0.05
-    servo: str = "goto"
-    lead_s: float | None = None  #: None: 3/4 of a command period
+    rate_hz: float = setting(
+        10.0, min=0.1, max=100.0, unit="Hz", doc="trajectory samples and mount commands"
+    )
+    tolerance_deg: float = setting(
+        0.05, min=1e-4, max=10.0, unit="deg", doc="the beam's pointing tolerance"
+    )
+    servo: Servo = setting(Servo.GOTO, doc="moves to rest (goto) or time-tagged targets")
+    lead_s: float | None = setting(
+        None, min=0.0, max=5.0, unit="s", doc="command lead (goto; default 3/4 of a period)"
+    )  #: None: 3/4 of a command period
 
     @property
     def effective_lead_s(self) -> float:
@@ -158,12 +220,7 @@ def parse_station_config(root: Table, *, base_dir: Path | None = None) -> Statio
     devices = _parse_devices(root.table("devices", required=False))
     tle = _parse_tle(root.table("tle", required=False), base_dir)
     tracking_t = root.table("tracking", required=False)
-    tracking = TrackingConfig(
-        rate_hz=tracking_t.number("rate_hz", 10.0, min=0.1, max=100.0),
-        tolerance_deg=tracking_t.number("tolerance_deg", 0.05, min=1e-4, max=10.0),
-        servo=tracking_t.choice("servo", SERVOS, "goto"),
-        lead_s=tracking_t.number("lead_s", min=0.0, max=5.0) if "lead_s" in tracking_t else None,
-    )
+    tracking = read_section(tracking_t, TrackingConfig)
     tracking_t.finish()
     daemon = parse_daemon_settings(root, base_dir=base_dir)
     root.finish()
@@ -236,7 +293,9 @@ def _parse_mount(t: Table) -> MountConfig:
     cfg = MountConfig(
         limits=limits,
         over_the_top=over,
-        keyhole_strategy=t.choice("keyhole_strategy", KEYHOLE_STRATEGIES, "skip"),
+        keyhole_strategy=KeyholeStrategy(
+            t.choice("keyhole_strategy", KEYHOLE_STRATEGIES, KeyholeStrategy.SKIP.value)
+        ),
         park_az_deg=t.number("park_az_deg", 0.0, min=az_min, max=az_max),
         park_el_deg=t.number("park_el_deg", 90.0, min=el_min, max=el_max),
     )
@@ -247,22 +306,13 @@ def _parse_mount(t: Table) -> MountConfig:
 
 
 def _parse_safety(t: Table) -> SafetyConfig:
-    cfg = SafetyConfig(
-        sun_radius_deg=t.number("sun_radius_deg", 30.0, min=0.0, max=90.0),
-        sun_slew_margin_deg=t.number("sun_slew_margin_deg", 5.0, min=0.0, max=45.0),
-        moon_radius_deg=t.number("moon_radius_deg", 10.0, min=0.0, max=90.0),
-    )
+    cfg = read_section(t, SafetyConfig)
     t.finish()
     return cfg
 
 
 def _parse_polarization(t: Table) -> PolarizationConfig:
-    cfg = PolarizationConfig(
-        attitude_law=t.choice("attitude_law", ATTITUDE_LAWS, "target_pointing"),
-        optical_train=t.choice("optical_train", OPTICAL_TRAINS, "none"),
-        hwp_offset_deg=t.number("hwp_offset_deg", 0.0, min=-180.0, max=180.0),
-        source_state=t.choice("source_state", SOURCE_STATES, "psi+"),
-    )
+    cfg = read_section(t, PolarizationConfig)
     t.finish()
     return cfg
 
@@ -282,10 +332,20 @@ def _parse_tle(t: Table, base_dir: Path | None) -> TleConfig:
         path = Path(t.string("path"))
         if not path.is_absolute() and base_dir is not None:  # relative to the config file
             path = (base_dir / path).resolve()
-    cfg = TleConfig(
-        path=path,
-        norad_id=t.integer("norad_id", 41731, min=1, max=999999999),
-        max_age_days=t.number("max_age_days", 14.0, min=0.0, max=3650.0),
-    )
+    cfg = read_section(t, TleConfig, path=path)
     t.finish()
     return cfg
+
+
+#: the station sections whose options are declared (the generated reference, docs/operations.md)
+DECLARED_SECTIONS: list[tuple[str, type]] = [
+    ("safety", SafetyConfig),
+    ("polarization", PolarizationConfig),
+    ("tle", TleConfig),
+    ("tracking", TrackingConfig),
+]
+
+
+def config_reference() -> str:
+    """The markdown reference table of every declared option (station and daemon sections)."""
+    return reference_table([*DECLARED_SECTIONS, *DAEMON_DECLARED])

@@ -23,7 +23,7 @@ from rich.live import Live
 from rich.table import Table
 
 from drivers.errors import ConfigError
-from station.bus.connection import BrokerConfig
+from station.bus.connection import BrokerConfig, read_secret
 from station.bus.envelope import TOPIC_ROOT
 
 
@@ -169,7 +169,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser("monitor", help="live view of every station from MQTT")
     parser.add_argument("--broker", default="mqtt://127.0.0.1:1883", help="broker URL")
     parser.add_argument("--username", help="broker user (e.g. one with the monitor role)")
-    parser.add_argument("--password", help="broker password")
+    parser.add_argument(
+        "--password-file", help="file whose first line is the password (never on the command line)"
+    )
+    parser.add_argument("--ca-file", help="CA file for mqtts:// brokers")
     parser.add_argument("--v311", action="store_true", help="use MQTT 3.1.1 (e.g. amqtt)")
     parser.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     parser.set_defaults(func=run)
@@ -177,10 +180,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
+        password = (
+            read_secret(args.password_file, key="--password-file") if args.password_file else None
+        )
         broker = BrokerConfig.from_url(
             args.broker,
             username=args.username,
-            password=args.password,
+            password=password,
+            ca_file=args.ca_file,
             protocol="v311" if args.v311 else "v5",
         )
     except ConfigError as exc:

@@ -14,12 +14,16 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+#: autouse leak checks: no process or asyncio task outlives its test (tests/support/leaks.py)
+pytest_plugins = ["tests.support.leaks"]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -29,6 +33,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         help="URL of a real device for tests marked 'hardware' (e.g. rotctld://host:4533)",
     )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Driver state (drivers/timetagger/idqrecord.py: DLT streams to end after a crash) goes
+    # to a directory of this test session, not the user's ~/.local/state; the processes
+    # the tests start inherit it.
+    if "QGS_STATE_DIR" not in os.environ:
+        state = tempfile.mkdtemp(prefix="qgs-test-state-")
+        os.environ["QGS_STATE_DIR"] = state
+        config.add_cleanup(lambda: shutil.rmtree(state, ignore_errors=True))
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -160,31 +174,60 @@ def mosquitto_unix(tmp_path: Path) -> Iterator[Broker]:
         stop_process(proc)
 
 
-#: users of the secured broker and their passwords (roles of configs/mosquitto/qgs.acl)
+#: users of the secured broker and their passwords (configs/mosquitto/qgs.acl): one per
+#: station (user name = station name), an operator, the coordinator's three connections,
+#: two monitors (a user holds one connection at a time: use_username_as_clientid)
 TEST_USERS = {
-    "station": "st-pass",
+    "delingha": "dl-pass",
+    "nanshan": "ns-pass",
     "operator": "op-pass",
-    "monitor": "mon-pass",
     "coordinator": "co-pass",
+    "coordinator-watch": "co-pass",
+    "coordinator-cmd": "co-pass",
+    "monitor": "mon-pass",
+    "dashboard": "dash-pass",
 }
 
 
 @pytest.fixture
 def mosquitto_secured(tmp_path: Path) -> Iterator[Broker]:
-    """Mosquitto with a password file and the shipped ACL (configs/mosquitto/qgs.acl)."""
+    """Mosquitto as shipped (configs/mosquitto/mosquitto.conf): password file, the shipped
+    ACL (configs/mosquitto/qgs.acl) and ``use_username_as_clientid true`` on its listener.
+
+    The password file is hashed with ``mosquitto_passwd -U`` from a 0600 plaintext file, so
+    no password appears on a command line (``/proc/<pid>/cmdline``).
+    """
     passwd = tmp_path / "passwd"
     tool = shutil.which("mosquitto_passwd")
     if tool is None:
         pytest.fail("mosquitto_passwd is not installed (apt-get install mosquitto)")
-    for i, (user, password) in enumerate(TEST_USERS.items()):
-        args = [tool, "-b", str(passwd), user, password]
-        if i == 0:
-            args.insert(1, "-c")
-        subprocess.run(args, check=True, timeout=30, capture_output=True)
+    fd = os.open(passwd, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write("".join(f"{user}:{password}\n" for user, password in TEST_USERS.items()))
+    subprocess.run([tool, "-U", str(passwd)], check=True, timeout=30, capture_output=True)
     acl = Path(__file__).resolve().parents[1] / "configs" / "mosquitto" / "qgs.acl"
     port = free_tcp_port()
-    auth = ["allow_anonymous false", f"password_file {passwd}", f"acl_file {acl}"]
-    proc, conf = _start_mosquitto(tmp_path, port=port, unix=None, auth=auth)
+    exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    if not Path(exe).exists():
+        pytest.fail("mosquitto is not installed (.ci/run installs it: apt-get install mosquitto)")
+    conf = tmp_path / "mosquitto.conf"
+    lines = [
+        "user root" if os.geteuid() == 0 else "",
+        "per_listener_settings false",
+        "allow_anonymous false",
+        f"password_file {passwd}",
+        f"acl_file {acl}",
+        "persistence false",
+        "set_tcp_nodelay true",
+        "log_dest stderr",
+        "log_type error",
+        f"listener {port} 127.0.0.1",
+        "use_username_as_clientid true",  # a listener option: after its listener line
+    ]
+    conf.write_text("\n".join(lines) + "\n")
+    proc = subprocess.Popen(
+        [exe, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     try:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
             _wait_listening(proc, probe, ("127.0.0.1", port))

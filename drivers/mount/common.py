@@ -12,9 +12,10 @@ ophyd-async movable hooks, anchors.md §1):
 - *stop in finally*: if a slew, follow or park ends by error or cancellation, the axes are
   stopped before the exception propagates.
 
-One request/reply exchange runs at a time (a lock) and is shielded from cancellation, so a
-cancelled caller never leaves half a reply in the input buffer for the next command; the
-exchange itself is bounded by the I/O timeout, so the shield cannot hang.
+Slews and parks run through the shared move skeleton (:func:`drivers.motion.guarded_move`);
+every request/reply exchange runs through one :class:`~drivers.transport.link.DeviceLink`
+(one lock, shielded from cancellation, input flushed after a failed exchange), so a
+cancelled caller never leaves half a reply in the input buffer for the next command.
 """
 
 from __future__ import annotations
@@ -23,8 +24,6 @@ import abc
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
 
 import numpy as np
 
@@ -44,19 +43,18 @@ from drivers.errors import (
     DeviceFault,
     DeviceTimeout,
     LimitViolation,
-    NotConnected,
     ProtocolError,
 )
+from drivers.motion import Motion, guarded_move, stop_quietly
 from drivers.mount.options import MountOptions
-from drivers.transport.base import Transport
+from drivers.transport.link import DeviceLink, TransportFactory, TransportSource
+
+__all__ = ["StreamedMount", "TransportFactory", "TransportSource"]
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
-
-#: how a driver gets its byte transport: an open Transport, a transport URL, or a factory
-TransportFactory = Callable[[], Awaitable[Transport]]
-TransportSource = Transport | str | TransportFactory
+#: errors after which the rest of a reply is meaningless: the input is flushed (resync)
+RESYNC_ON = (ProtocolError, DeviceTimeout, DeviceFault, LimitViolation)
 
 
 def axis_error_deg(a: float, b: float, *, wraps: bool) -> float:
@@ -93,7 +91,7 @@ class StreamedMount(abc.ABC):
 
     Subclasses implement the wire primitives (``_handshake``, ``_read_position``,
     ``_command_position``, ``_stop_axes``, ``_start_park``, ``_park_complete``), each as one
-    or more calls of :meth:`_exchange`.
+    or more exchanges on ``self._link`` (:meth:`DeviceLink.exchange`).
 
     Args:
         transport: an open :class:`Transport` (tests inject a scripted one), a transport URL
@@ -120,20 +118,18 @@ class StreamedMount(abc.ABC):
         park: AltAz | None = None,
         url: str | None = None,
     ) -> None:
-        self._source = transport
+        self._source = transport  #: what the link opens (a URL, a factory or a transport)
         self._clock = clock
         self._limits = limits
         self._opts = options if options is not None else MountOptions()
         self._park_position = park
-        self._transport: Transport | None = None
-        if isinstance(transport, str):
-            default_url = transport
-        elif isinstance(transport, Transport):
-            default_url = transport.url
-        else:
-            default_url = "mount"
-        self._url = url if url is not None else default_url
-        self._lock = asyncio.Lock()
+        self._link = DeviceLink(
+            transport,
+            url=url if url is not None or not callable(transport) else "mount",
+            timeout=self._opts.io_timeout_s,
+            resync_on=RESYNC_ON,
+        )
+        self._url = self._link.url
         self._state = MountState.IDLE
         self._target: AltAz | None = None
         self._fault: str | None = None
@@ -158,7 +154,7 @@ class StreamedMount(abc.ABC):
 
     @property
     def is_connected(self) -> bool:
-        return self._transport is not None and self._transport.is_open
+        return self._link.is_open
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -166,40 +162,23 @@ class StreamedMount(abc.ABC):
         """Open the transport and run the protocol handshake (bounded)."""
         if self.is_connected:
             return
-        transport = await self._open_transport()
-        self._transport = transport
+        await self._link.open()
         try:
             await self._handshake()
         except BaseException:
-            self._transport = None
             with contextlib.suppress(DeviceError, OSError):
-                await transport.close()
+                await self._link.close()
             raise
         self._fault = None
         log.info("%s: connected", self._url)
 
-    async def _open_transport(self) -> Transport:
-        source = self._source
-        if isinstance(source, Transport):
-            if not source.is_open:
-                raise NotConnected(
-                    "the injected transport is closed",
-                    device=self._url,
-                    hint="construct the driver with a URL or a factory to allow reconnecting",
-                )
-            return source
-        if isinstance(source, str):
-            from drivers.transport import open_transport  # imported lazily: optional backends
-
-            return await open_transport(source, timeout=self._opts.io_timeout_s)
-        return await source()
-
     async def close(self) -> None:
         """Close the transport; safe to call twice or before connect."""
-        transport, self._transport = self._transport, None
-        if transport is not None:
-            await transport.close()
+        if self._link.is_open:
+            await self._link.close()
             log.info("%s: closed", self._url)
+        else:
+            await self._link.close()
 
     # ------------------------------------------------------------------ Mount interface
 
@@ -213,20 +192,35 @@ class StreamedMount(abc.ABC):
         return travel * self._opts.move_margin + self._opts.move_overhead_s
 
     async def slew_to(self, target: AltAz, *, timeout: float | None = None) -> None:
-        """Go to ``target`` and return once both axes are within tolerance."""
-        self._limits.check(target, device=self._url)
-        start = await self._read_position()
-        bound = timeout if timeout is not None else self.move_timeout_s(start, target)
-        arrived = False
-        self._state, self._target = MountState.SLEWING, target
-        try:
-            await self._command_position(target, streaming=False)
-            await self._wait_reached(target, bound, what="slew")
-            arrived = True
-        finally:
-            self._state = MountState.IDLE
-            if not arrived:
-                await self._stop_quietly("slew did not complete")
+        """Go to ``target`` and return once both axes are within tolerance.
+
+        ``timeout`` (clock s) defaults to the travel time from the current position.
+        """
+
+        async def bound() -> float:
+            start = await self._read_position()
+            return timeout if timeout is not None else self.move_timeout_s(start, target)
+
+        async def move(motion: Motion) -> None:
+            self._state, self._target = MountState.SLEWING, target
+            try:
+                motion.started()
+                await self._command_position(target, streaming=False)
+                await self._wait_reached(target, motion.bound_s, what="slew")
+            finally:
+                self._state = MountState.IDLE
+
+        await guarded_move(
+            "slew",
+            move,
+            timeout_s=bound,
+            stop=self._stop_axes,
+            clock=self._clock,
+            device=self._url,
+            check=lambda: self._limits.check(target, device=self._url),
+            # backstop only: _wait_reached reports first (its bound + 2 I/O timeouts)
+            grace_wall_s=4 * self._opts.io_timeout_s,
+        )
 
     async def follow(self, trajectory: Trajectory) -> None:
         """Stream interpolated targets at ``follow_rate_hz`` until the last sample is reached."""
@@ -301,27 +295,33 @@ class StreamedMount(abc.ABC):
 
     async def park(self) -> None:
         """Go to the park position; return once the mount reports (or shows) it is parked."""
-        here = await self._read_position()
-        far = self._limits_corner_farthest_from(here)
-        bound = self.move_timeout_s(here, far)
-        parked = False
-        self._state, self._target = MountState.SLEWING, self._park_position
-        try:
-            await self._start_park()
-            async with asyncio.timeout(self._clock.to_wall(bound) + 2 * self._opts.io_timeout_s):
+
+        async def bound() -> float:
+            here = await self._read_position()
+            return self.move_timeout_s(here, self._limits_corner_farthest_from(here))
+
+        async def move(motion: Motion) -> None:
+            parked = False
+            self._state, self._target = MountState.SLEWING, self._park_position
+            try:
+                motion.started()
+                await self._start_park()
                 while not await self._park_complete():
                     await self._clock.sleep(self._opts.poll_interval_s)
-            parked = True
-        except TimeoutError:
-            raise DeviceTimeout(
-                f"park did not complete within {bound:.1f} s (clock)",
-                device=self._url,
-                hint="check speed_deg_s and that nothing blocks the axes",
-            ) from None
-        finally:
-            self._state = MountState.PARKED if parked else MountState.IDLE
-            if not parked:
-                await self._stop_quietly("park did not complete")
+                parked = True
+            finally:
+                self._state = MountState.PARKED if parked else MountState.IDLE
+
+        await guarded_move(
+            "park",
+            move,
+            timeout_s=bound,
+            stop=self._stop_axes,
+            clock=self._clock,
+            device=self._url,
+            grace_wall_s=2 * self._opts.io_timeout_s,
+            hint="check speed_deg_s and that nothing blocks the axes",
+        )
 
     async def status(self) -> MountStatus:
         position = await self._read_position()
@@ -391,41 +391,8 @@ class StreamedMount(abc.ABC):
         )
 
     async def _stop_quietly(self, why: str) -> None:
-        """Stop the axes after a failed or cancelled move; log (not raise) a failing stop."""
-        log.info("%s: %s; stopping the axes", self._url, why)
-        try:
-            await self._stop_axes()
-        except (DeviceError, OSError) as exc:
-            log.warning("%s: stop after an interrupted move failed: %s", self._url, exc)
-
-    def _require_transport(self) -> Transport:
-        if self._transport is None or not self._transport.is_open:
-            raise NotConnected("mount is not connected", device=self._url, hint="call connect()")
-        return self._transport
-
-    async def _exchange(self, fn: Callable[[Transport], Awaitable[T]]) -> T:
-        """Run one request/reply exchange under the lock, shielded from cancellation."""
-        transport = self._require_transport()
-
-        async def locked() -> T:
-            async with self._lock:
-                try:
-                    return await fn(transport)
-                except (ProtocolError, DeviceTimeout, DeviceFault, LimitViolation):
-                    # The rest of a bad or refused reply is meaningless: discard it so the
-                    # next exchange starts on a clean input buffer.
-                    with contextlib.suppress(DeviceError, OSError):
-                        await transport.reset_input()
-                    raise
-
-        task = asyncio.ensure_future(locked())
-        try:
-            return await asyncio.shield(task)
-        except asyncio.CancelledError:
-            # The exchange finishes on its own (bounded by the I/O timeout) so its reply is
-            # consumed; retrieve its outcome so nothing is logged as "never retrieved".
-            task.add_done_callback(lambda t: t.cancelled() or t.exception())
-            raise
+        """Stop the axes after a failed or cancelled follow; log (not raise) a failing stop."""
+        await stop_quietly(self._stop_axes, why, device=self._url)
 
     # ------------------------------------------------------------------ wire primitives
 

@@ -99,11 +99,7 @@ class LX200Mount(StreamedMount):
     @classmethod
     def from_url(cls, url: DeviceURL, clock: Clock) -> LX200Mount:
         """``lx200+serial:///dev/ttyUSB0?baud=9600&el_min=10&speed_deg_s=4&follow_rate_hz=5``."""
-        params = parse_mount_params(
-            url,
-            default_limits=default_limits(0.0, 360.0, 0.0, 90.0),
-            extra_allowed=SERIAL_PARAMS,
-        )
+        params = parse_mount_params(url)
         transport_url = url.transport_url
         if url.transport == "serial":
             serial = dict(url.params)
@@ -114,17 +110,17 @@ class LX200Mount(StreamedMount):
     # ------------------------------------------------------------------ wire primitives
 
     async def _handshake(self) -> None:
-        self.mode = await self._exchange(self._ack)
+        self.mode = await self._link.exchange(self._ack)
         if self.mode != "A":
             log.warning(
                 "%s: mount reports %s mode, not alt-az; :MA# gotos still work on OnStep",
                 self._url,
                 MODES[self.mode],
             )
-        await self._exchange(self._ensure_high_precision)
+        await self._link.exchange(self._ensure_high_precision)
 
     async def _read_position(self) -> AltAz:
-        return await self._exchange(self._get_altaz)
+        return await self._link.exchange(self._get_altaz)
 
     async def _command_position(self, target: AltAz, *, streaming: bool) -> None:
         alt = f":Sa{format_altitude(target.el_deg)}#"
@@ -140,7 +136,7 @@ class LX200Mount(StreamedMount):
                 code = await self._digit(t, ":MA#")
             return code
 
-        code = await self._exchange(goto)
+        code = await self._link.exchange(goto)
         if code in BUSY_CODES:
             if streaming:
                 # Step-and-settle tracking: the previous goto is still running; the next
@@ -160,17 +156,17 @@ class LX200Mount(StreamedMount):
         code = "5"
         while code in BUSY_CODES and self._clock.now() < deadline:
             await self._clock.sleep(self._opts.poll_interval_s)
-            code = await self._exchange(lambda t: self._digit(t, ":MA#"))
+            code = await self._link.exchange(lambda t: self._digit(t, ":MA#"))
         return code
 
     async def _stop_axes(self) -> None:
-        await self._exchange(lambda t: self._send(t, ":Q#"))
+        await self._link.exchange(lambda t: self._send(t, ":Q#"))
 
     async def _start_park(self) -> None:
-        await self._exchange(lambda t: self._setter(t, ":hP#", "park"))
+        await self._link.exchange(lambda t: self._setter(t, ":hP#", "park"))
 
     async def _park_complete(self) -> bool:
-        status = await self._exchange(lambda t: self._string(t, ":GU#"))
+        status = await self._link.exchange(lambda t: self._string(t, ":GU#"))
         # OnStep :GU# flags: P parked, I park in progress, F park failed.
         if "F" in status:
             raise DeviceFault(

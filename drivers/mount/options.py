@@ -3,6 +3,8 @@
 Neither rotctld nor LX200 reports axis speeds, and LX200 reports no limits at all, so these
 come from the URL (``rotctld://host:4533?speed_deg_s=3&el_min=10``) or the constructor.
 Unknown parameters are errors: a misspelt ``el_mn`` must not silently fall back to a default.
+The parameters are declared in :mod:`drivers.registry` (``mount_params``) and read with
+:func:`drivers.registry.read_params`.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from dataclasses import dataclass
 
 from drivers.datatypes import AltAz, AxisLimits, MountLimits
 from drivers.errors import DeviceURLError
-from drivers.registry import DeviceURL
+from drivers.registry import DeviceURL, mount_params, read_params
+from drivers.specs import ParamSpec, read_query
 
 DEFAULT_SPEED_DEG_S = 2.0  #: assumed axis speed when none is configured (slow = safe bounds)
 DEFAULT_ACCEL_DEG_S2 = 2.0  #: assumed axis acceleration when none is configured
@@ -53,24 +56,6 @@ class MountOptions:
             raise ValueError("move_margin must be >= 1 and move_overhead_s >= 0")
 
 
-#: URL parameters every mount driver understands
-COMMON_PARAMS = frozenset(
-    {
-        "follow_rate_hz",
-        "tolerance_deg",
-        "timeout_s",
-        "az_min",
-        "az_max",
-        "el_min",
-        "el_max",
-        "speed_deg_s",
-        "accel_deg_s2",
-        "park_az",
-        "park_el",
-    }
-)
-
-
 @dataclass(frozen=True, slots=True)
 class MountURLParams:
     """What a mount URL's query configured (``park`` None: not given)."""
@@ -80,65 +65,72 @@ class MountURLParams:
     park: AltAz | None
 
 
-def _number(url: DeviceURL, key: str, default: float) -> float:
-    text = url.params.get(key)
-    if text is None:
-        return default
-    try:
-        value = float(text)
-    except ValueError:
-        raise DeviceURLError(
-            f"{url.raw!r}: parameter {key}={text!r} is not a number", key="url"
-        ) from None
-    if not math.isfinite(value):
-        raise DeviceURLError(f"{url.raw!r}: parameter {key}={text!r} must be finite", key="url")
-    return value
-
-
 def parse_mount_params(
     url: DeviceURL,
     *,
-    default_limits: MountLimits,
+    default_limits: MountLimits | None = None,
     extra_allowed: Iterable[str] = (),
 ) -> MountURLParams:
-    """Read the common mount parameters from ``url``; raises DeviceURLError naming the fault."""
-    allowed = COMMON_PARAMS | set(extra_allowed)
-    unknown = sorted(set(url.params) - allowed)
-    if unknown:
-        raise DeviceURLError(
-            f"{url.raw!r}: unknown parameter(s) {unknown}; allowed: {sorted(allowed)}", key="url"
+    """Read the mount parameters of ``url``; raises DeviceURLError naming the key, the value
+    and what is expected.
+
+    Without keywords the parameters are those declared in the URL driver's spec (with the
+    driver's default limits, :func:`drivers.registry.mount_params`). With ``default_limits``
+    or ``extra_allowed`` (a driver not yet declared with typed parameters) they are the
+    common mount parameters with those defaults, plus ``extra_allowed`` keys accepted as
+    text and left to the driver.
+    """
+    if default_limits is None and not extra_allowed:
+        p = read_params(url)
+    else:
+        lim = default_limits if default_limits is not None else url_default_limits(url)
+        declared = mount_params(
+            az=(lim.az.min_deg, lim.az.max_deg),
+            el=(lim.el.min_deg, lim.el.max_deg),
+            speed_deg_s=lim.az.max_speed_deg_s,
+            accel_deg_s2=lim.az.max_accel_deg_s2,
         )
-    defaults = MountOptions()
+        names = {d.name for d in declared}
+        extra = tuple(ParamSpec(k, "str") for k in extra_allowed if k not in names)
+        p = read_query(url.raw, url.params, declared + extra)
     try:
         options = MountOptions(
-            follow_rate_hz=_number(url, "follow_rate_hz", defaults.follow_rate_hz),
-            tolerance_deg=_number(url, "tolerance_deg", defaults.tolerance_deg),
-            io_timeout_s=_number(url, "timeout_s", defaults.io_timeout_s),
+            follow_rate_hz=p.number("follow_rate_hz"),
+            tolerance_deg=p.number("tolerance_deg"),
+            io_timeout_s=p.number("timeout_s"),
         )
-        speed = _number(url, "speed_deg_s", default_limits.az.max_speed_deg_s)
-        accel = _number(url, "accel_deg_s2", default_limits.az.max_accel_deg_s2)
+        speed, accel = p.number("speed_deg_s"), p.number("accel_deg_s2")
         limits = MountLimits(
-            az=AxisLimits(
-                _number(url, "az_min", default_limits.az.min_deg),
-                _number(url, "az_max", default_limits.az.max_deg),
-                speed,
-                accel,
-            ),
-            el=AxisLimits(
-                _number(url, "el_min", default_limits.el.min_deg),
-                _number(url, "el_max", default_limits.el.max_deg),
-                speed,
-                accel,
-            ),
+            az=AxisLimits(p.number("az_min"), p.number("az_max"), speed, accel),
+            el=AxisLimits(p.number("el_min"), p.number("el_max"), speed, accel),
         )
-    except ValueError as exc:
+    except ValueError as exc:  # a cross-parameter rule, e.g. an empty axis range
         raise DeviceURLError(f"{url.raw!r}: {exc}", key="url") from None
-    park: AltAz | None = None
-    if ("park_az" in url.params) != ("park_el" in url.params):
+    park_az, park_el = p.optional_number("park_az"), p.optional_number("park_el")
+    if (park_az is None) != (park_el is None):
         raise DeviceURLError(f"{url.raw!r}: give both park_az and park_el, or neither", key="url")
-    if "park_az" in url.params:
-        park = AltAz(_number(url, "park_az", 0.0), _number(url, "park_el", 0.0))
+    park = AltAz(park_az, park_el) if park_az is not None and park_el is not None else None
     return MountURLParams(options, limits, park)
+
+
+def url_default_limits(url: DeviceURL) -> MountLimits:
+    """The default soft limits and dynamics the URL driver's spec declares."""
+    spec = url.spec
+
+    def default(name: str) -> float:
+        value = spec.param(name).default
+        if isinstance(value, bool) or not isinstance(value, float | int):
+            raise TypeError(f"{spec.scheme}: {name} has no numeric default")
+        return float(value)
+
+    return default_limits(
+        default("az_min"),
+        default("az_max"),
+        default("el_min"),
+        default("el_max"),
+        speed_deg_s=default("speed_deg_s"),
+        accel_deg_s2=default("accel_deg_s2"),
+    )
 
 
 def default_limits(

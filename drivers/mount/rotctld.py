@@ -125,7 +125,7 @@ class RotctldMount(StreamedMount):
     def from_url(cls, url: DeviceURL, clock: Clock) -> RotctldMount:
         """``rotctld://host:port?speed_deg_s=3&el_min=10&follow_rate_hz=10&park_az=0&park_el=0``."""
         host, port = url.host_port()
-        params = parse_mount_params(url, default_limits=NO_SOFT_LIMITS)
+        params = parse_mount_params(url)
         return cls(
             f"tcp://{host}:{port}",
             clock,
@@ -148,7 +148,7 @@ class RotctldMount(StreamedMount):
     # ------------------------------------------------------------------ wire primitives
 
     async def _handshake(self) -> None:
-        ranges = await self._exchange(self._dump_state)
+        ranges = await self._link.exchange(self._dump_state)
         soft = self._soft_limits
         device = default_limits(
             ranges[0],
@@ -160,23 +160,23 @@ class RotctldMount(StreamedMount):
         )
         self._device_limits = device
         self._limits = intersect_limits(soft, device, where=self._url)
-        self._info = await self._exchange(self._get_info)
+        self._info = await self._link.exchange(self._get_info)
         log.info("%s: rotctld backend %r, limits %s", self._url, self._info, self._limits)
 
     async def _read_position(self) -> AltAz:
-        return await self._exchange(self._get_pos)
+        return await self._link.exchange(self._get_pos)
 
     async def _command_position(self, target: AltAz, *, streaming: bool) -> None:
         del streaming  # rotctld retargets a moving rotator; nothing is ever "busy"
         command = f"P {target.az_deg:.6f} {target.el_deg:.6f}"
-        await self._exchange(lambda t: self._set(t, command))
+        await self._link.exchange(lambda t: self._set(t, command))
 
     async def _stop_axes(self) -> None:
-        await self._exchange(lambda t: self._set(t, "S"))
+        await self._link.exchange(lambda t: self._set(t, "S"))
 
     async def _start_park(self) -> None:
         self._park_previous = None
-        await self._exchange(lambda t: self._set(t, "K"))
+        await self._link.exchange(lambda t: self._set(t, "K"))
 
     async def _park_complete(self) -> bool:
         # rotctld has no "parked" query: done when at the configured park position, or, when

@@ -17,12 +17,13 @@ Wire facts this driver depends on (pylablib / roesel / itom, cross-checked in §
 - After a non-zero status the fault is latched until ``gs`` is queried again (pylablib), so the
   driver re-queries ``gs`` once before raising.
 
-Cancellation safety (as :class:`drivers.mount.common.StreamedMount`): one exchange runs at a
-time under a lock, in a task shielded from the caller's cancellation, so a cancelled caller never
-leaves a reply in the input buffer for the next command; after a timeout or error the input is
-flushed before the lock is released. A cancelled move is stopped (``st``) and its final reply
-consumed before the cancellation propagates; a move cancelled before its request went out is
-simply not sent.
+Cancellation safety comes from the shared :class:`~drivers.transport.link.DeviceLink`: one
+exchange runs at a time under its lock, in a task shielded from the caller's cancellation, so a
+cancelled caller never leaves a reply in the input buffer for the next command; after an error
+the input is flushed before the lock is released. A move is one exchange (its only reply comes
+at the end of the motion) run through :func:`drivers.motion.guarded_move`: a cancelled move is
+stopped (``st``) and its final reply consumed before the cancellation propagates; a move
+cancelled before its request went out (waiting for the lock or the pause) is simply not sent.
 """
 
 from __future__ import annotations
@@ -32,9 +33,7 @@ import contextlib
 import logging
 import math
 import re
-from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import Any, TypeVar
 
 from drivers.clock import Clock
 from drivers.errors import (
@@ -46,12 +45,12 @@ from drivers.errors import (
     NotConnected,
     ProtocolError,
 )
-from drivers.registry import DeviceURL
+from drivers.motion import Motion, guarded_move
+from drivers.registry import DeviceURL, read_params
 from drivers.transport.base import Transport
+from drivers.transport.link import DeviceLink
 
 log = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 MOVE_PAUSE_S = 0.1  #: clock seconds between the end of one move and the next (pylablib)
 DEFAULT_SPEED_DEG_S = 45.0  #: conservative ELL14 speed for move bounds (datasheet max ~430)
@@ -190,12 +189,14 @@ class ElliptecRotator:
             raise DeviceURLError(f"{url!r}: give a transport or a transport URL")
         self._url = url
         self._clock = clock
-        self._transport = transport
-        self._transport_url = transport_url
+        self._link = DeviceLink(
+            transport if transport is not None else str(transport_url),
+            url=url,
+            timeout=reply_timeout_s,
+        )
         self._addr = f"{address:X}"
         self._speed = speed_deg_s
         self._reply_timeout = reply_timeout_s
-        self._lock = asyncio.Lock()
         self._info: ElliptecInfo | None = None
         self._last_counts: int | None = None  #: position from the latest PO reply
         self._last_move_end: float | None = None  #: clock time the previous move ended
@@ -209,39 +210,14 @@ class ElliptecRotator:
         ``address``: bus address (one hex digit); ``speed``: deg/s used to bound a move;
         ``timeout_s``: wall seconds for an immediate reply.
         """
-        allowed = {"address", "speed", "timeout_s"}
-        unknown = sorted(set(url.params) - allowed)
-        if unknown:
-            raise DeviceURLError(
-                f"{url.raw!r}: unknown parameter(s) {unknown}; allowed: {sorted(allowed)}",
-                key="url",
-            )
-        text = url.params.get("address", "0")
-        if not re.fullmatch(r"[0-9A-Fa-f]", text):
-            raise DeviceURLError(
-                f"{url.raw!r}: address must be one hex digit 0..F, got {text!r}", key="url"
-            )
-        values: dict[str, float] = {}
-        for name, default, unit in (
-            ("speed", DEFAULT_SPEED_DEG_S, "deg/s"),
-            ("timeout_s", REPLY_TIMEOUT_S, "seconds"),
-        ):
-            try:
-                values[name] = float(url.params.get(name, default))
-            except ValueError:
-                values[name] = math.nan
-            if not (math.isfinite(values[name]) and values[name] > 0):
-                raise DeviceURLError(
-                    f"{url.raw!r}: {name} must be a number of {unit} > 0, got {url.params[name]!r}",
-                    key="url",
-                )
+        params = read_params(url)
         return cls(
             url=url.raw,
             clock=clock,
             transport_url=url.transport_url,
-            address=int(text, 16),
-            speed_deg_s=values["speed"],
-            reply_timeout_s=values["timeout_s"],
+            address=params.integer("address"),
+            speed_deg_s=params.number("speed"),
+            reply_timeout_s=params.number("timeout_s"),
         )
 
     # ------------------------------------------------------------------ lifecycle
@@ -259,11 +235,7 @@ class ElliptecRotator:
 
     async def connect(self) -> None:
         """Open the line and read ``in`` (model, counts per turn)."""
-        if self._transport is None or not self._transport.is_open:
-            from drivers.transport import open_transport  # H1's module; imported lazily
-
-            assert self._transport_url is not None
-            self._transport = await open_transport(self._transport_url, timeout=self._reply_timeout)
+        await self._link.open()
         _, data = await self._exchange("in", expect=("IN",))
         self._info = ElliptecInfo.parse(data, device=self._url)
         log.info(
@@ -276,10 +248,8 @@ class ElliptecRotator:
         )
 
     async def close(self) -> None:
-        transport, self._transport = self._transport, None
         self._info = None
-        if transport is not None:
-            await transport.close()
+        await self._link.close()
 
     # ------------------------------------------------------------------ Rotator
 
@@ -312,7 +282,7 @@ class ElliptecRotator:
 
     async def stop(self) -> None:
         """Stop the motor (``st``). During a move the moving call receives the final reply."""
-        self._require_open()
+        self._link.transport  # noqa: B018 - raises NotConnected before anything is sent
         if self._moving:
             self._stop_sent = True
             await self._write("st")
@@ -326,54 +296,44 @@ class ElliptecRotator:
         return MOVE_OVERHEAD_S + MOVE_MARGIN * abs(distance_deg) / self._speed
 
     async def _exchange(self, request: str, *, expect: tuple[str, ...]) -> tuple[str, str]:
-        """One query under the lock, shielded from cancellation; input flushed after an error."""
-        self._require_open()
-
-        async def locked() -> tuple[str, str]:
-            async with self._lock:
-                try:
-                    return await self._query(request, expect=expect)
-                except DeviceError:
-                    await self._resync_quietly()
-                    raise
-
-        return await _shielded(locked())
+        """One query through the link (locked, shielded, input flushed after an error)."""
+        return await self._link.exchange(lambda _t: self._query(request, expect=expect))
 
     async def _move(self, request: str, distance_deg: float, timeout: float | None) -> None:
-        """Run a move to its end under the lock; a cancelled caller stops it first."""
-        bound = self.move_bound_s(distance_deg) if timeout is None else timeout
-        self._require_open()
-        sent = False
+        """Run a move to its end as one exchange; a cancelled caller stops it first.
 
-        async def locked() -> None:
-            nonlocal sent
-            async with self._lock:
-                await self._pause_after_previous_move()
-                sent = True  # no await between here and the write: see the handler below
-                try:
-                    await self._run_move(request, bound)
-                except DeviceError:
-                    await self._resync_quietly()
-                    raise
+        The ELL14 answers a move only when it ends, so the stop of an interrupted move
+        happens inside that exchange (:meth:`_run_move`, :meth:`_stop_cancelled_move`),
+        where the final reply is read, not after it.
+        """
 
-        task = asyncio.ensure_future(locked())
-        try:
-            await asyncio.shield(task)
-        except asyncio.CancelledError:
-            task.add_done_callback(_retrieve)
-            if not sent:
-                task.cancel()  # still waiting for the lock or the pause: nothing went out
-                raise
-            # The move is under way: stop it and let the shielded task read its final reply,
-            # so nothing is left in the pipe, before the cancellation propagates.
-            if self._moving and not task.done():
-                self._stop_sent = True
-                try:
-                    await self._write("st")
-                except DeviceError as exc:
-                    log.warning("elliptec %s: stopping a cancelled move: %s", self._url, exc)
-            await asyncio.wait({task}, timeout=2 * self._reply_timeout + STOP_STATUS_WAIT_S)
-            raise
+        async def move(motion: Motion) -> None:
+            await self._link.exchange(
+                lambda _t: self._run_move(request, motion.bound_s),
+                prepare=self._pause_after_previous_move,
+                on_cancel=self._stop_cancelled_move,
+            )
+
+        await guarded_move(
+            f"move {request!r}",
+            move,
+            timeout_s=self.move_bound_s(distance_deg) if timeout is None else timeout,
+            stop=None,  # stopped inside the exchange, see above
+            clock=self._clock,
+            device=self._url,
+            grace_wall_s=None,  # the final reply's read is bounded by the move's bound
+        )
+
+    async def _stop_cancelled_move(self, task: asyncio.Task[None]) -> None:
+        """The move's caller was cancelled: stop the stage and let the shielded exchange
+        read its final reply (bounded), so nothing is left in the pipe."""
+        if self._moving and not task.done():
+            self._stop_sent = True
+            try:
+                await self._write("st")
+            except DeviceError as exc:
+                log.warning("elliptec %s: stopping a cancelled move: %s", self._url, exc)
+        await asyncio.wait({task}, timeout=2 * self._reply_timeout + STOP_STATUS_WAIT_S)
 
     async def _run_move(self, request: str, bound: float) -> None:
         """Write a move request and read its final reply (the caller holds the lock)."""
@@ -415,11 +375,11 @@ class ElliptecRotator:
         except DeviceTimeout:
             return  # the emulator's behaviour: st during a move gets no reply of its own
         except DeviceError:
-            await self._resync_quietly()
+            await self._link.resync()
             return
         if cmd != "GS":
             log.warning("elliptec %s: unexpected %s%s after a stop", self._url, cmd, data)
-            await self._resync_quietly()
+            await self._link.resync()
 
     async def _abort_move(self) -> None:
         """Stop a move whose reply did not arrive (cancelled, timed out or garbled)."""
@@ -435,8 +395,7 @@ class ElliptecRotator:
         except DeviceError as exc:
             log.warning("elliptec %s: stopping an interrupted move: %s", self._url, exc)
         finally:
-            if self._transport is not None and self._transport.is_open:
-                await self._transport.reset_input()
+            await self._link.resync()
 
     async def _raise_status(self, code: int, request: str) -> None:
         if code == 0:
@@ -457,40 +416,27 @@ class ElliptecRotator:
         try:
             cmd, data = await self._read_reply(self._reply_timeout, what=f"a reply to {request!r}")
         except (DeviceTimeout, ProtocolError):
-            await self._resync()
+            await self._link.resync()
             raise
         if cmd == "GS" and request != "gs":
             code = int(data, 16)
             if code != 0 or "GS" not in expect:
                 await self._raise_status(code, request)
         if cmd not in expect:
-            await self._resync()
+            await self._link.resync()
             raise ProtocolError(
                 f"unexpected reply {cmd}{data} to {request!r}; expected {'/'.join(expect)}",
                 device=self._url,
             )
         return cmd, data
 
-    async def _resync(self) -> None:
-        if self._transport is not None and self._transport.is_open:
-            await self._transport.reset_input()
-
-    async def _resync_quietly(self) -> None:
-        with contextlib.suppress(DeviceError, OSError):
-            await self._resync()
-
-    def _require_open(self) -> Transport:
-        if self._transport is None or not self._transport.is_open:
-            raise NotConnected("not connected", device=self._url, hint="call connect() first")
-        return self._transport
-
     async def _write(self, request: str) -> None:
         frame = f"{self._addr}{request}".encode("ascii")  # no terminator (§2a)
-        await self._require_open().write(frame, timeout=self._reply_timeout)
+        await self._link.transport.write(frame, timeout=self._reply_timeout)
 
     async def _read_reply(self, timeout_wall_s: float, *, what: str) -> tuple[str, str]:
         """Next non-background reply from our address as (COMMAND, hex data)."""
-        transport = self._require_open()
+        transport = self._link.transport
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_wall_s
         while True:
@@ -540,23 +486,3 @@ class ElliptecRotator:
     def _counts_to_deg(self, counts: int) -> float:
         deg = (counts / self.info.counts_per_deg) % 360.0
         return 0.0 if deg >= 360.0 else deg  # -1e-17 % 360 rounds to 360.0
-
-
-def _retrieve(task: asyncio.Future[Any]) -> None:
-    """Done callback: fetch a finished task's outcome so it is never logged as unretrieved."""
-    if not task.cancelled():
-        task.exception()
-
-
-async def _shielded(aw: Awaitable[T]) -> T:
-    """Await ``aw`` in its own task, shielded from the caller's cancellation.
-
-    A cancelled caller returns at once; the task runs on (its I/O is bounded by the reply
-    timeout) and consumes its reply, so the next exchange starts on a clean line.
-    """
-    task = asyncio.ensure_future(aw)
-    try:
-        return await asyncio.shield(task)
-    except asyncio.CancelledError:
-        task.add_done_callback(_retrieve)
-        raise

@@ -12,11 +12,12 @@ Wire facts this driver depends on (pymeasure, hvl_ccb; §2c):
 - Drivers poll the state about every 0.1 s while waiting for a motion (pymeasure
   ``wait_ready``).
 
-Cancellation safety (as :class:`drivers.mount.common.StreamedMount`): one exchange (a query,
-or an action plus its ``TE``) runs at a time under a lock, in a task shielded from the caller's
-cancellation, so a cancelled caller never leaves a reply in the input buffer for the next
-command; after a timeout or a malformed reply the input is flushed before the lock is released.
-A cancelled motion is stopped (``ST``) before the cancellation propagates.
+Cancellation safety comes from the shared :class:`~drivers.transport.link.DeviceLink`: one
+exchange (a query, or an action plus its ``TE``) runs at a time under its lock, in a task
+shielded from the caller's cancellation, so a cancelled caller never leaves a reply in the input
+buffer for the next command; after a timeout or a malformed reply the input is flushed before
+the lock is released. Motions run through :func:`drivers.motion.guarded_move`: a cancelled,
+timed-out or failed motion is stopped (``ST``) before the exception propagates.
 
 Angles: the rotation stage's software limits (``SL?``/``SR?``) may not span a whole turn, so a
 target (taken modulo 360) goes to the equivalent angle inside the limits nearest the current
@@ -25,8 +26,6 @@ position.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import math
 import re
@@ -41,11 +40,12 @@ from drivers.errors import (
     DeviceTimeout,
     DeviceURLError,
     LimitViolation,
-    NotConnected,
     ProtocolError,
 )
-from drivers.registry import DeviceURL
+from drivers.motion import Motion, guarded_move
+from drivers.registry import DeviceURL, read_params
 from drivers.transport.base import Transport
+from drivers.transport.link import DeviceLink
 
 log = logging.getLogger(__name__)
 
@@ -178,12 +178,15 @@ class SMC100Rotator:
             raise DeviceURLError(f"{url!r}: give a transport or a transport URL")
         self._url = url
         self._clock = clock
-        self._transport = transport
         self._transport_url = transport_url
+        self._link = DeviceLink(
+            transport if transport is not None else str(transport_url),
+            url=url,
+            timeout=reply_timeout_s,
+            resync_on=(DeviceTimeout, ProtocolError),
+        )
         self._addr = str(address)
         self._reply_timeout = reply_timeout_s
-        self._lock = asyncio.Lock()
-        self._connected = False
         self.identity = ""
         self.speed_deg_s = 0.0
         self.limits_deg = (-math.inf, math.inf)
@@ -197,26 +200,7 @@ class SMC100Rotator:
         XON/XOFF, unless ``baud``, ``parity``, ``bytesize``, ``stopbits`` or ``flow``
         (none/xonxoff/rtscts) say otherwise; ``TCPIP::host::port::SOCKET`` takes none.
         """
-        allowed = {"address", "timeout_s", *LINE_PARAMS}
-        unknown = sorted(set(url.params) - allowed)
-        if unknown:
-            raise DeviceURLError(
-                f"{url.raw!r}: unknown parameter(s) {unknown}; allowed: {sorted(allowed)}",
-                key="url",
-            )
-        text = url.params.get("address", "1")
-        if not text.isdigit() or not 1 <= int(text) <= 31:
-            raise DeviceURLError(f"{url.raw!r}: address must be 1..31, got {text!r}", key="url")
-        timeout_text = url.params.get("timeout_s", str(REPLY_TIMEOUT_S))
-        try:
-            timeout = float(timeout_text)
-        except ValueError:
-            timeout = math.nan
-        if not (math.isfinite(timeout) and timeout > 0):
-            raise DeviceURLError(
-                f"{url.raw!r}: timeout_s must be a number of seconds > 0, got {timeout_text!r}",
-                key="url",
-            )
+        params = read_params(url)
         line = {k: url.params[k] for k in LINE_PARAMS if k in url.params}
         transport_url = url.transport_url
         if url.address.upper().startswith("ASRL"):
@@ -227,8 +211,8 @@ class SMC100Rotator:
             url=url.raw,
             clock=clock,
             transport_url=transport_url,
-            address=int(text),
-            reply_timeout_s=timeout,
+            address=params.integer("address"),
+            reply_timeout_s=params.number("timeout_s"),
         )
 
     @property
@@ -239,12 +223,7 @@ class SMC100Rotator:
 
     async def connect(self) -> None:
         """Open the resource; read identity, velocity (``VA?``) and software limits."""
-        if self._transport is None or not self._transport.is_open:
-            from drivers.transport import open_transport  # H1's module; imported lazily
-
-            assert self._transport_url is not None
-            self._transport = await open_transport(self._transport_url, timeout=self._reply_timeout)
-        self._connected = True
+        await self._link.open()
         try:
             self.identity = await self._query("ID?")
             self.speed_deg_s = self._number(await self._query("VA?"), "VA?")
@@ -272,10 +251,7 @@ class SMC100Rotator:
         )
 
     async def close(self) -> None:
-        self._connected = False
-        transport, self._transport = self._transport, None
-        if transport is not None:
-            await transport.close()
+        await self._link.close()
 
     # ------------------------------------------------------------------ Rotator
 
@@ -345,22 +321,22 @@ class SMC100Rotator:
 
     async def _motion(self, command: str, bound_s: float) -> None:
         """Send a motion command and poll ``TS`` until READY; stop it if interrupted."""
-        finished = False
-        try:
+
+        async def move(motion: Motion) -> None:
+            # (cancelled while sending: the command may have gone out, so it is stopped)
+            motion.started()
             try:
                 await self._command(command)
             except DeviceError:
-                finished = True  # refused or unanswered: as before, nothing is stopped
+                motion.at_rest()  # refused or unanswered: as before, nothing is stopped
                 raise
-            # (cancelled while sending: the command may have gone out, so it is stopped)
-            deadline = self._clock.now() + bound_s
+            deadline = self._clock.now() + motion.bound_s
             while True:
                 state = await self.state()
                 if state.state in READY:
-                    finished = True
                     return
                 if state.state not in MOVING | HOMING:
-                    finished = True  # nothing left moving to stop
+                    motion.at_rest()  # nothing left moving to stop
                     raise DeviceFault(
                         f"{command!r} ended in {state.name}: {state.error_text()}",
                         device=self._url,
@@ -368,30 +344,36 @@ class SMC100Rotator:
                     )
                 if self._clock.now() >= deadline:
                     raise DeviceTimeout(
-                        f"{command!r} did not finish within {bound_s:.1f} s ({state.name})",
+                        f"{command!r} did not finish within {motion.bound_s:.1f} s ({state.name})",
                         device=self._url,
                     )
                 await self._clock.sleep(POLL_S)
-        finally:
-            if not finished:
-                await self._stop_quietly()
 
-    async def _stop_quietly(self) -> None:
+        await guarded_move(
+            repr(command),
+            move,
+            timeout_s=bound_s,
+            stop=self._stop_and_settle,
+            clock=self._clock,
+            device=self._url,
+            # backstop only: the poll loop's own deadline reports first (a poll may take
+            # a query plus its TE fallback, each bounded by the reply timeout)
+            grace_wall_s=4 * self._reply_timeout + POLL_S,
+        )
+
+    async def _stop_and_settle(self) -> None:
         """Stop an interrupted motion and wait (bounded) until the stage is at rest.
 
         The controller decelerates after ``ST`` and refuses ``PA`` meanwhile (error M in
         MOVING), so the next command must not go out before the state has left MOVING.
         """
-        try:
-            await self._command("ST")
-            deadline = self._clock.now() + MOVE_OVERHEAD_S
-            while (state := await self.state()).state in MOVING | HOMING:
-                if self._clock.now() >= deadline:
-                    log.warning("smc100 %s: still %s after ST", self._url, state.name)
-                    return
-                await self._clock.sleep(POLL_S)
-        except DeviceError as exc:
-            log.warning("smc100 %s: stopping an interrupted motion: %s", self._url, exc)
+        await self._command("ST")
+        deadline = self._clock.now() + MOVE_OVERHEAD_S
+        while (state := await self.state()).state in MOVING | HOMING:
+            if self._clock.now() >= deadline:
+                log.warning("smc100 %s: still %s after ST", self._url, state.name)
+                return
+            await self._clock.sleep(POLL_S)
 
     async def _command(self, command: str) -> None:
         """An action command (no reply) followed by ``TE``; a non-@ letter raises."""
@@ -412,7 +394,7 @@ class SMC100Rotator:
             except DeviceTimeout:
                 # An unknown or refused query gets no answer; TE says why (§2c). Drop any
                 # partial reply first so it cannot prefix the TE answer.
-                await self._resync()
+                await self._link.resync()
                 try:
                     letter = await self._exchange("TE")
                 except DeviceTimeout:
@@ -428,35 +410,16 @@ class SMC100Rotator:
         return await self._locked(exchange)
 
     async def _locked(self, exchange: Callable[[], Awaitable[T]]) -> T:
-        """Run ``exchange`` under the lock in a task shielded from the caller's cancellation.
-
-        A cancelled caller returns at once; the task runs on (its I/O is bounded by the reply
-        timeout) and consumes its replies. After a timeout or a malformed reply the input is
-        flushed so the next exchange starts on a clean line.
-        """
-        self._require_open()
-
-        async def run() -> T:
-            async with self._lock:
-                try:
-                    return await exchange()
-                except (DeviceTimeout, ProtocolError):
-                    await self._resync()
-                    raise
-
-        task = asyncio.ensure_future(run())
-        try:
-            return await asyncio.shield(task)
-        except asyncio.CancelledError:
-            task.add_done_callback(lambda t: t.cancelled() or t.exception())
-            raise
+        """Run ``exchange`` through the link: locked, shielded from the caller's cancellation,
+        input flushed after a timeout or a malformed reply."""
+        return await self._link.exchange(lambda _t: exchange())
 
     async def _exchange(self, query: str) -> str:
         await self._write(query)
         prefix = f"{self._addr}{query[:2]}"
         reply = await self._read_line(f"a reply to {query!r}")
         if not reply.startswith(prefix):
-            await self._resync()
+            await self._link.resync()
             raise ProtocolError(
                 f"reply {reply!r} to {query!r} does not start with {prefix!r}", device=self._url
             )
@@ -474,9 +437,7 @@ class SMC100Rotator:
         raise cls(f"{command!r} refused: error {reply}, {meaning}", device=self._url, hint=hint)
 
     def _require_open(self) -> Transport:
-        if not self._connected or self._transport is None or not self._transport.is_open:
-            raise NotConnected("not connected", device=self._url, hint="call connect() first")
-        return self._transport
+        return self._link.transport
 
     async def _write(self, command: str) -> None:
         data = f"{self._addr}{command}".encode("ascii") + TERMINATOR
@@ -499,13 +460,8 @@ class SMC100Rotator:
         try:
             return raw.decode("ascii").removesuffix("\r\n").removesuffix("\n")
         except UnicodeDecodeError:
-            await self._resync()
+            await self._link.resync()
             raise ProtocolError(f"non-ASCII reply {raw!r} to {what}", device=self._url) from None
-
-    async def _resync(self) -> None:
-        if self._transport is not None and self._transport.is_open:
-            with contextlib.suppress(DeviceError):
-                await self._transport.reset_input()
 
     def _number(self, text: str, query: str) -> float:
         if not _FLOAT.fullmatch(text.strip()):

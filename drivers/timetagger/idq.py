@@ -44,7 +44,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import math
 import re
 import socket
 from collections.abc import AsyncIterator, Mapping
@@ -59,8 +58,9 @@ from drivers.errors import (
     NotConnected,
     ProtocolError,
 )
-from drivers.registry import DeviceURL
+from drivers.registry import DeviceURL, read_params
 from drivers.timetagger.blockstream import QUEUE_BLOCKS, BlockStream, Gap
+from drivers.timetagger.idqrecord import AcquisitionRecord
 from drivers.timetagger.idqstreams import MAX_PENDING, STALL_S, MergedStreams
 from drivers.transport.message import MessageTransport
 from drivers.transport.url import ZmqAddress, parse_transport_url
@@ -124,38 +124,6 @@ def parse_number(text: str, *, what: str, device: str) -> float:
     if match is None:
         raise ProtocolError(f"{what} reply {text!r} is not a number", device=device)
     return float(match.group(1))
-
-
-def _port(url: DeviceURL, name: str, default: int, *, allow_zero: bool = False) -> int:
-    text = url.params.get(name, str(default))
-    low = 0 if allow_zero else 1
-    if not text.isdigit() or not low <= int(text) < 65536:
-        raise DeviceURLError(
-            f"{url.raw!r}: {name} must be a port in {low}..65535, got {text!r}", key="url"
-        )
-    return int(text)
-
-
-def _count(url: DeviceURL, name: str, default: int) -> int:
-    text = url.params.get(name, str(default))
-    if not text.isdigit() or not int(text) >= 1:
-        raise DeviceURLError(
-            f"{url.raw!r}: {name} must be a whole number >= 1, got {text!r}", key="url"
-        )
-    return int(text)
-
-
-def _seconds(url: DeviceURL, name: str, default: float) -> float:
-    text = url.params.get(name, str(default))
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value > 0):
-        raise DeviceURLError(
-            f"{url.raw!r}: {name} must be a number of seconds > 0, got {text!r}", key="url"
-        )
-    return value
 
 
 class IDQTimeTagger:
@@ -228,49 +196,27 @@ class IDQTimeTagger:
         self.last_stream: BlockStream | None = None  #: the stream of the latest run (stats)
         self.identity = ""
         self.bin_width_ps = 0.0  #: ``DEVI:RES:BWID?``, read on connect
+        #: the DLT stream ids this device's driver left running (a crash): ended at start()
+        self.record = AcquisitionRecord.for_device(host, scpi_port, self._dlt_host, dlt_port)
 
     @classmethod
     def from_url(cls, url: DeviceURL, clock: Clock) -> IDQTimeTagger:
         """``idq+zmq://127.0.0.1:5555?dlt=6060&channels=4&timeout_s=2`` (see module doc)."""
-        allowed = {
-            "dlt",
-            "dlt_host",
-            "stream",
-            "channels",
-            "timeout_s",
-            "idle_s",
-            "stall_s",
-            "hold",
-        }
-        unknown = sorted(set(url.params) - allowed)
-        if unknown:
-            raise DeviceURLError(
-                f"{url.raw!r}: unknown parameter(s) {unknown}; allowed: {sorted(allowed)}",
-                key="url",
-            )
         host, port = url.host_port()
-        inputs = url.params.get("channels")
-        if inputs is not None and (not inputs.isdigit() or not 1 <= int(inputs) <= MAX_INPUTS):
-            raise DeviceURLError(
-                f"{url.raw!r}: channels must be the number of inputs 1..255, got {inputs!r}",
-                key="url",
-            )
-        dlt_host = url.params.get("dlt_host", host)
-        if not dlt_host or any(c in dlt_host for c in "/:@ "):
-            raise DeviceURLError(f"{url.raw!r}: dlt_host {dlt_host!r} is not a host", key="url")
+        params = read_params(url)
         return cls(
             url=url.raw,
             clock=clock,
             host=host,
             scpi_port=port,
-            dlt_host=dlt_host,
-            dlt_port=_port(url, "dlt", DEFAULT_DLT_PORT),
-            stream_port=_port(url, "stream", 0, allow_zero=True),
-            inputs=None if inputs is None else int(inputs),
-            request_timeout_s=_seconds(url, "timeout_s", REQUEST_TIMEOUT_S),
-            idle_timeout_s=_seconds(url, "idle_s", IDLE_TIMEOUT_S),
-            stall_s=_seconds(url, "stall_s", STALL_S),
-            hold_events=_count(url, "hold", MAX_PENDING),
+            dlt_host=params.optional_text("dlt_host") or host,
+            dlt_port=params.integer("dlt"),
+            stream_port=params.integer("stream"),
+            inputs=params.optional_integer("channels"),
+            request_timeout_s=params.number("timeout_s"),
+            idle_timeout_s=params.number("idle_s"),
+            stall_s=params.number("stall_s"),
+            hold_events=params.integer("hold"),
         )
 
     @property
@@ -592,6 +538,7 @@ class IDQTimeTagger:
             if not isinstance(stream_id, str | int) or isinstance(stream_id, bool):
                 raise ProtocolError(f"start-stream reply {reply!r} lacks an id", device=self._url)
             self._stream_ids[channel] = str(stream_id)  # from here on, stop() ends it
+            self.record.save(list(self._stream_ids.values()))  # ... and so does a restart
             return f"tcp://{self._dlt_host}:{port}"
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -600,6 +547,7 @@ class IDQTimeTagger:
         if self._blocks is not None:
             raise DeviceFault("already acquiring", device=self._url, hint="call stop() first")
         channels = self._enabled or list(self.inputs)
+        await self._end_stale_acquisition()
         for ch in self.inputs:
             await self.scpi(f"RAW{ch}:SEND {'ON' if ch in channels else 'OFF'}")
         self._streaming = list(channels)
@@ -628,6 +576,26 @@ class IDQTimeTagger:
                 await self._stop(wait_end=False)  # nobody consumes yet: no end to wait for
             raise
         log.info("idq %s: streaming inputs %s (DLT ids %s)", self._url, channels, self._stream_ids)
+
+    async def _end_stale_acquisition(self) -> None:
+        """End the DLT streams an earlier driver of this device left running (idqrecord)."""
+        stale = self.record.load()
+        if not stale:
+            return
+        log.warning(
+            "idq %s: DLT streams %s of an earlier run were never stopped (crash?); stopping "
+            "them before starting",
+            self._url,
+            stale,
+        )
+        with contextlib.suppress(DeviceError):
+            await self.scpi("REC:STOP")
+        for stream_id in stale:
+            try:
+                await self.dlt(f"stop --id {stream_id}")
+            except DeviceFault as exc:  # the DLT no longer knows it: already gone
+                log.info("idq %s: stale stream %s: %s", self._url, stream_id, exc)
+        self.record.clear()
 
     async def _check_alive(self) -> None:
         """Liveness of a quiet stream: the device must answer ``REC:STAG?`` (bounded)."""
@@ -663,6 +631,8 @@ class IDQTimeTagger:
                 except DeviceError as exc:
                     errors.append(exc)
                     dlt_stopped = False
+            if dlt_stopped:
+                self.record.clear()
             if not errors:
                 for ch in self._streaming:
                     await self.scpi(f"RAW{ch}:SEND OFF")

@@ -123,7 +123,7 @@ class BufferedTransport(ABC):
             raise ValueError(f"max_bytes={max_bytes} is shorter than the terminator")
         return await self._read(
             lambda: self._take_line(terminator, max_bytes),
-            f"a {terminator!r}-terminated reply",
+            f"{terminator!r}-terminated reply",
             self._bound(timeout),
             terminator=terminator,
             want=max_bytes,

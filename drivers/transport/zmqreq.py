@@ -24,6 +24,14 @@ message-level round trip. Quirks handled here (protocols.md §3a):
   with no ``await`` between a message moving and the state (``_awaiting``) recording it.
   A request cancelled while waiting leaves its reply queued; the next request first collects
   it (and drops it: the caller that wanted it is gone), then gets its own reply.
+
+Relation to :class:`~drivers.transport.link.DeviceLink` (the byte drivers' transaction
+layer): ``request()`` gives the same guarantees at message level, by construction rather than
+by a shield: one request at a time (``_io_lock``), a cancelled request's reply is consumed and
+never handed to the next caller (the orphan flag above), and a timeout resynchronises (the
+socket is recreated, dropping any late reply). The IDQ driver's SCPI and DataLinkTarget
+control planes therefore call ``request()`` directly; wrapping it in a DeviceLink would add a
+task and a shield per round trip for no further guarantee.
 """
 
 from __future__ import annotations

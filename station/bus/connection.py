@@ -6,6 +6,7 @@ Nagle + delayed-ACK (reference/mqtt.md §2.5). The broker needs ``set_tcp_nodela
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 import ssl
 from dataclasses import dataclass
@@ -92,10 +93,38 @@ class BrokerConfig:
             **{**creds, **fields},  # type: ignore[arg-type]
         )
 
+    def for_connection(self, role: str) -> BrokerConfig:
+        """The same login as user ``<username>-<role>`` (same password), for one more
+        simultaneous connection of one client.
+
+        The shipped brokers run with ``use_username_as_clientid true`` (configs/mosquitto/
+        README.md): the broker replaces every client id by the user name, so a second
+        connection of one user takes the first one over. A client that holds several
+        connections at once (the coordinator: its node, a watcher, its bookings) logs each
+        one in as its own user; the broker kit creates ``<coordinator>-watch`` and
+        ``<coordinator>-cmd`` with the coordinator's password. Without a user name (an open
+        broker) this is the same config.
+        """
+        if self.username is None:
+            return self
+        return dataclasses.replace(self, username=f"{self.username}-{role}")
+
+    def inbox_owner(self, client_id: str) -> str:
+        """The requester level of this login's reply inbox ``qgs/reply/<owner>/…``.
+
+        The user name when there is one (the ACL grants ``qgs/reply/%u/#``, and the broker
+        makes it the client id); the client id on an open broker.
+        """
+        return self.username or client_id
+
     def client(
         self, identifier: str, *, will: aiomqtt.Will | None = None, clean_session: bool = True
     ) -> aiomqtt.Client:
-        """A fresh aiomqtt client (aiomqtt clients are reusable but not reentrant)."""
+        """A fresh aiomqtt client (aiomqtt clients are reusable but not reentrant).
+
+        ``identifier`` is the MQTT client id; a broker with ``use_username_as_clientid``
+        replaces it by the user name.
+        """
         protocol = (
             aiomqtt.ProtocolVersion.V5 if self.protocol == "v5" else aiomqtt.ProtocolVersion.V311
         )

@@ -119,7 +119,7 @@ def reply_to_problem(reply_to: str, station: str) -> str | None:
     """Why ``reply_to`` may not receive acks from ``station`` (None if it may).
 
     A reply topic must be inside a requester's inbox for this station,
-    ``qgs/reply/<client_id>/<station>/<name>…``: no wildcards, no empty level, no NUL or other
+    ``qgs/reply/<inbox>/<station>/<name>…``: no wildcards, no empty level, no NUL or other
     control character, at most MAX_REPLY_TO_BYTES UTF-8 bytes. Anything else (the station's
     own ``status``, ``event/alarm``, another station's inbox, a topic the broker would refuse)
     is refused, so a forged ``reply_to`` cannot make the station publish there.
@@ -144,7 +144,7 @@ def reply_to_problem(reply_to: str, station: str) -> str | None:
         or not all(levels[len(root) + 2 :])
     ):
         return (
-            f"'reply_to' must be a requester inbox {REPLY_ROOT}/<client_id>/{station}/<name>, "
+            f"'reply_to' must be a requester inbox {REPLY_ROOT}/<inbox>/{station}/<name>, "
             f"got {short(repr(reply_to))}"
         )
     return None

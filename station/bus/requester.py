@@ -1,9 +1,11 @@
 """The operator side of a command: send it, collect its graded acks until a terminal one.
 
 Used by ``qgs cmd``, the coordinator, the tests and the latency bench. The requester
-subscribes to its own inbox ``qgs/reply/<client_id>/#`` *before* sending (MQTT v5
-request/response practice), sets v5 ResponseTopic/CorrelationData/MessageExpiryInterval
-when connected with v5, and repeats the same fields in the JSON envelope for 3.1.1.
+subscribes to its own inbox ``qgs/reply/<owner>/#`` *before* sending (MQTT v5
+request/response practice; ``<owner>`` is the user name, which the ACL's
+``qgs/reply/%u/#`` grants, or the client id on an open broker), sets v5
+ResponseTopic/CorrelationData/MessageExpiryInterval when connected with v5, and repeats the
+same fields in the JSON envelope for 3.1.1.
 """
 
 from __future__ import annotations
@@ -40,9 +42,12 @@ class Requester:
     def __init__(self, broker: BrokerConfig, clock: Clock, *, client_id: str | None = None) -> None:
         self.broker = broker
         self.clock = clock
-        self.client_id = client_id or f"ops-{uuid.uuid4().hex[:8]}"
+        # the broker makes the user name the client id (use_username_as_clientid): say so
+        self.client_id = client_id or broker.username or f"ops-{uuid.uuid4().hex[:8]}"
+        self.inbox = broker.inbox_owner(self.client_id)  #: the level after qgs/reply/
         self._client: aiomqtt.Client | None = None
         self._pending: dict[str, asyncio.Queue[Reply]] = {}
+        self._status: dict[str, asyncio.Future[bytes]] = {}  #: use_station_clock's waits
         self._reader: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> Requester:
@@ -51,7 +56,7 @@ class Requester:
         self._client = client
         try:
             await client.subscribe(
-                f"{REPLY_ROOT}/{self.client_id}/#", qos=1, timeout=self.broker.timeout_s
+                f"{REPLY_ROOT}/{self.inbox}/#", qos=1, timeout=self.broker.timeout_s
             )
         except BaseException:
             await client.__aexit__(None, None, None)
@@ -72,6 +77,13 @@ class Requester:
     async def _read(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:
             payload = message.payload
+            waiting = self._status.get(str(message.topic))
+            if waiting is not None:
+                if not waiting.done() and isinstance(payload, bytes):
+                    waiting.set_result(payload)
+                continue
+            if not str(message.topic).startswith(f"{REPLY_ROOT}/"):
+                continue  # a status update after use_station_clock's wait
             try:
                 assert isinstance(payload, bytes)
                 reply = dataclasses.replace(
@@ -92,23 +104,26 @@ class Requester:
         its retained ``status``. Without that field (a real-time station) or without a
         retained status within ``timeout_s`` wall seconds, the requester's clock is kept.
         """
-        assert self._client is not None, "use Requester as an async context manager"
-        async with self.broker.client(f"{self.client_id}-clock") as probe:
-            await probe.subscribe(
-                station_topic(station, "status"), qos=1, timeout=self.broker.timeout_s
-            )
+        client = self._client
+        assert client is not None, "use Requester as an async context manager"
+        # on this connection: a second one of the same user would take this one over
+        topic = station_topic(station, "status")
+        status: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._status[topic] = status
+        try:
+            await client.subscribe(topic, qos=1, timeout=self.broker.timeout_s)
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(timeout_s):
-                    async for message in probe.messages:
-                        payload = message.payload
-                        try:
-                            assert isinstance(payload, bytes)
-                            spec = json.loads(payload).get("clock")
-                            if isinstance(spec, str):
-                                self.clock = WarpClock.from_spec(WarpSpec.parse(spec))
-                        except (AssertionError, ValueError, AttributeError, ConfigError):
-                            log.warning("unreadable status of %s: %r", station, payload)
-                        break
+                payload = await asyncio.wait_for(status, timeout_s)
+                try:
+                    spec = json.loads(payload).get("clock")
+                    if isinstance(spec, str):
+                        self.clock = WarpClock.from_spec(WarpSpec.parse(spec))
+                except (ValueError, AttributeError, ConfigError):
+                    log.warning("unreadable status of %s: %r", station, payload)
+        finally:
+            del self._status[topic]
+            with contextlib.suppress(aiomqtt.MqttError):
+                await client.unsubscribe(topic, timeout=self.broker.timeout_s)
         return self.clock
 
     async def publish_raw(self, station: str, name: str, payload: bytes) -> None:
@@ -139,7 +154,7 @@ class Requester:
             name,
             command_id or uuid.uuid4().hex,
             now,
-            reply_topic(self.client_id, station, name),
+            reply_topic(self.inbox, station, name),
             None if expires_in_s is None else now + expires_in_s,
             dict(args or {}),
         )

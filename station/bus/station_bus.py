@@ -128,9 +128,10 @@ class StationBus:
         broker: where and how to connect.
         clock: the station clock (command expiry, timestamps, backoff waits).
         state: returns the current summary state (commands are checked against it).
-        allowed_clients: fnmatch patterns of requester client ids that may command the
-            station (NOPERM otherwise). Defence in depth only: the broker ACL is what stops
-            a monitor from publishing commands at all (configs/mosquitto/).
+        allowed_clients: fnmatch patterns of the requesters' inboxes (user names on a secured
+            broker, client ids on an open one) that may command the station (NOPERM
+            otherwise). Defence in depth only: the broker ACL is what stops a monitor from
+            publishing commands at all (configs/mosquitto/).
     """
 
     def __init__(

@@ -27,6 +27,7 @@ import numpy as np
 
 from drivers.clock import Clock
 from drivers.datatypes import AltAz, AnalyzerMode
+from drivers.errors import DeviceError
 from drivers.supervision import LinkState, SupervisorStatus
 from station.bus.connection import BrokerConfig
 from station.bus.envelope import Command
@@ -35,7 +36,9 @@ from station.bus.station_bus import CommandContext, StationBus
 from station.config import StationConfig
 from station.daemon.api import COMMANDS
 from station.daemon.devices import StationDevices, gated_legs
+from station.daemon.episodes import DeviceEpisodes
 from station.daemon.pass_run import PassRun
+from station.daemon.process_health import publish_process_health
 from station.daemon.schedule import PassOutcome, Schedule, ScheduleError
 from station.daemon.states import PassState, PassStateMachine, SummaryState, Transition
 from station.tracking.elements import OrbitElements, iso, parse_time
@@ -84,7 +87,10 @@ class StationController:
         self.fault_reason = ""
         self._enable_on_start = enable
         self.machine = PassStateMachine(self._on_transition)
-        self.devices = StationDevices.open(cfg, clock, self._on_link)
+        #: one alarm per device-failure episode (station/daemon/episodes.py), shared by the
+        #: link supervisors (each failed call, as it fails) and the pass (its own checks)
+        self.episodes = DeviceEpisodes(self._episode_alarm, clock)
+        self.devices = StationDevices.open(cfg, clock, self._on_link, self._on_device_error)
         decisions = Path(cfg.daemon.recording.data_dir) / cfg.name / "schedule-decisions.json"
         self.schedule = Schedule(cfg, elements, decisions)
         self.gate = safety_gate(cfg)
@@ -124,11 +130,15 @@ class StationController:
             if self._enable_on_start and self.summary is SummaryState.STANDBY:
                 await self._set_summary(SummaryState.ENABLED, "enabled at start")
             telemetry = asyncio.create_task(self._telemetry_loop(), name="telemetry")
+            health = asyncio.create_task(
+                publish_process_health(self.bus.publish_telemetry), name="process-health"
+            )
             try:
                 await self._schedule_loop()
             finally:
                 telemetry.cancel()
-                await asyncio.gather(telemetry, return_exceptions=True)
+                health.cancel()
+                await asyncio.gather(telemetry, health, return_exceptions=True)
         finally:
             await self._shutdown()
 
@@ -233,14 +243,36 @@ class StationController:
             return
         policy = getattr(self.cfg.daemon.watchdog, role)
         message = f"link {status.state.value}: {status.last_error}"
-        await self.alarm(role, message, level="error" if policy == "safe" else "warning")
+        level = "error" if policy == "safe" else "warning"
+        # an escalation of the episode the first failed call opened (one alarm per level)
+        await self.episodes.escalate(role, status.state.value, message, level=level)
         if policy == "safe":
             await self._fault(f"{role} {message}")
 
+    def _on_device_error(self, role: str, error: DeviceError | None) -> None:
+        """A supervised call failed (``error``) or succeeded after failures (None)."""
+        if error is None:
+            self._spawn(self.episodes.recovered(role))
+        else:
+            self._spawn(self.episodes.failed(role, f"{type(error).__name__}: {error}"))
+
+    async def _episode_alarm(self, kind: str, message: str, level: str) -> None:
+        await self.alarm(kind, message, level=level)
+
     async def _fault(self, reason: str) -> None:
-        if self._run_task is not None and not self._run_task.done():
-            await self._abort(reason)
+        """Abort the pass in progress (if any) and go to FAULT, whatever the abort did.
+
+        FAULT is set first (operators learn of it now, not after a stow that may wait for
+        the failing device) and whatever the abort then does: an abort that finds the pass
+        already finishing (or finished) must not leave the station ENABLED (issue 10: a mount
+        disconnect ended ENABLED about one time in three).
+        """
         await self._set_summary(SummaryState.FAULT, reason)
+        try:
+            if self._run_task is not None and not self._run_task.done():
+                await self._abort(reason)
+        except CommandRejected as exc:
+            log.warning("%s: abort for a fault: %s", self.cfg.name, exc)
 
     async def _publish_devices(self) -> None:
         await self.bus.publish_state("devices", self.devices.snapshot())
@@ -291,7 +323,14 @@ class StationController:
             await alarm(kind, message)
 
         self.run = PassRun(
-            self.cfg, self.devices, self.clock, self.elements, entry, self.machine, pass_alarm
+            self.cfg,
+            self.devices,
+            self.clock,
+            self.elements,
+            entry,
+            self.machine,
+            pass_alarm,
+            episodes=self.episodes,
         )
         bus = self.bus
 
@@ -338,16 +377,25 @@ class StationController:
         self._wake.set()
 
     async def _abort(self, reason: str) -> PassOutcome:
-        """Cancel the pass in progress and wait (bounded) until it is stowed."""
+        """Cancel the pass in progress (once) and wait (bounded) until it is stowed.
+
+        Idempotent: a pass is cancelled at most once, and never once it is closing its
+        bundle and stowing (:attr:`PassRun.finishing`). A second cancel (the link's
+        ``degraded`` then ``failed``, an operator abort during a fault) used to interrupt
+        the drain of the tagger stream or the stow itself (issue 10: events lost on abort,
+        a station left ENABLED after a mount loss).
+        """
         run, task = self.run, self._run_task
         if run is None or task is None:
             raise CommandRejected("no pass in progress")
-        run.abort_reason = reason
-        task.cancel()
+        if not run.abort_requested and not run.finishing:
+            run.abort_requested = True
+            run.abort_reason = reason
+            task.cancel()
         done, _ = await asyncio.wait({task}, timeout=self.clock.to_wall(ABORT_WAIT_S) + 10.0)
         if not done:
             raise CommandRejected(f"the pass did not stow within {ABORT_WAIT_S:g} s")
-        return task.result()
+        return PassOutcome.ABORTED if task.cancelled() else task.result()
 
     # ------------------------------------------------------------------ telemetry
 

@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 ROLES = {"mount": "mount", "hwp": "rotator", "timetagger": "timetagger"}
 
 LinkListener = Callable[[str, SupervisorStatus], None]
+#: (role, error) when an operation fails, (role, None) when one succeeds after failures
+ErrorListener = Callable[[str, DeviceError | None], None]
 
 
 def gated_legs(gate: SafetyGate, here: AltAz, target: AltAz, t_s: float) -> list[AltAz]:
@@ -66,9 +68,17 @@ class StationDevices:
 
     @classmethod
     def open(
-        cls, cfg: StationConfig, clock: Clock, listener: LinkListener | None = None
+        cls,
+        cfg: StationConfig,
+        clock: Clock,
+        listener: LinkListener | None = None,
+        errors: ErrorListener | None = None,
     ) -> StationDevices:
-        """Create (not connect) every configured device; URL errors name the config key."""
+        """Create (not connect) every configured device; URL errors name the config key.
+
+        ``listener`` hears link-state changes; ``errors`` hears each failed operation as it
+        fails (before the supervisor's reconnect episode) and the first success after.
+        """
         d = cfg.devices
         urls = {"mount": d.mount, "hwp": d.hwp, "timetagger": d.timetagger}
         if urls["mount"] is None:
@@ -108,6 +118,13 @@ class StationDevices:
                     notify(role, status)
 
                 sup.add_listener(forward)
+            if errors is not None:
+                tell = errors
+
+                def forward_error(error: DeviceError | None, role: str = role) -> None:
+                    tell(role, error)
+
+                sup.add_error_listener(forward_error)
             return sup
 
         mount = supervise("mount")

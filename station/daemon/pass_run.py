@@ -14,10 +14,15 @@ During TRACK four tasks run side by side until LOS:
   count rates from the stream itself (no extra device traffic).
 
 The mount is the only device whose loss always ends the pass: if it cannot be commanded
-the pass is aborted and the mount is parked (if even that fails the controller goes to
-FAULT). Waveplate and tagger losses follow ``[watchdog]`` (``degrade``: alarm, carry on;
-``safe``: abort). Recording never depends on MQTT: the bundle is written whatever the bus
-does, and an abort closes it with status ``aborted``.
+(a command fails, or its following error stays beyond the beam for ``[watchdog]
+mount_lost_s``) the pass is aborted and the mount is parked (if even that fails the
+controller goes to FAULT). Waveplate and tagger losses follow ``[watchdog]`` (``degrade``:
+alarm, carry on; ``safe``: abort); the tagger's control plane is probed every
+:data:`TAGGER_PROBE_S` under either policy, because the stream can flow on while the
+controller behind it is gone. Device failures are alarmed once per episode
+(station/daemon/episodes.py). Recording never depends on MQTT: the bundle is written
+whatever the bus does, and an abort closes it with status ``aborted`` after draining what
+the tagger had sent (or says in its ``quality`` that it could not).
 """
 
 from __future__ import annotations
@@ -34,11 +39,12 @@ import numpy as np
 
 from drivers.clock import Clock
 from drivers.datatypes import AltAz, ChannelConfig, Trajectory
-from drivers.errors import DeviceError, LimitViolation
+from drivers.errors import DeviceError, DeviceTimeout, LimitViolation
 from drivers.interfaces import TimeTagger
 from drivers.supervision import Supervisor
 from station.config import StationConfig
 from station.daemon.devices import StationDevices, gated_legs
+from station.daemon.episodes import DeviceEpisodes
 from station.daemon.live_publish import LivePublisher, Sink, live_publisher
 from station.daemon.schedule import Entry, PassOutcome
 from station.daemon.states import PassState, PassStateMachine
@@ -57,7 +63,14 @@ log = logging.getLogger(__name__)
 Alarm = Callable[[str, str], Awaitable[None]]  #: (kind, message)
 
 DRAIN_S = 10.0  #: wall bound on draining the tagger stream after stop
-TAGGER_PROBE_S = 5.0  #: clock period of the tagger health probe under the "safe" policy
+TAGGER_PROBE_S = 5.0  #: clock period of the tagger's control-plane health probe
+#: a probe answered later than this (clock s) is a slow control plane: a healthy tagger
+#: answers a counter query in milliseconds (the emulator's ``slow`` fault delays 5 s)
+TAGGER_SLOW_S = 2.0
+TAGGER_SLOW_PROBES = 2  #: consecutive slow probes that open an episode (not one load spike)
+#: a mount position read unanswered this long (clock s) opens a ``mount`` episode: a healthy
+#: link answers in milliseconds (the emulator's ``slow`` fault delays 5 s, ``hang`` forever)
+MOUNT_REPLY_S = 3.0
 PLAN_TRIES = 3
 REARM_S = 10.0  #: in tolerance this long (clock s) before a new pointing alarm
 EDGE_S = 1.0  #: planned track starts this long after AOS and ends before LOS (s)
@@ -118,10 +131,28 @@ class PassRun:
         entry: Entry,
         machine: PassStateMachine,
         alarm: Alarm,
+        *,
+        episodes: DeviceEpisodes | None = None,
     ) -> None:
         self.cfg, self.devices, self.clock = cfg, devices, clock
         self.elements, self.entry, self.machine = elements, entry, machine
         self._alarm = alarm
+
+        async def publish(kind: str, message: str, level: str) -> None:
+            await alarm(kind, message)
+
+        #: device-failure episodes (the controller shares its own with the supervisors)
+        self.episodes = episodes if episodes is not None else DeviceEpisodes(publish, clock)
+        #: the controller cancelled this pass (it cancels once: a second cancel would cut
+        #: the drain of the stream or the stow short)
+        self.abort_requested = False
+        #: the pass is closing its bundle and stowing: not to be cancelled any more
+        self.finishing = False
+        #: why the stream could not be drained after stop ("" if it was): events lost
+        self.drain_failure = ""
+        #: acquisition stop requested: the drain's backlog arrives late and then ends, which
+        #: the stream-health checks would take for a latch or a stall
+        self._stopping = False
         self.gate = safety_gate(cfg)
         self.plan: PassPlan | None = None
         self.bundle: BundleWriter | None = None
@@ -177,6 +208,11 @@ class PassRun:
             self.mount_lost = self.mount_lost or exc.device == self.devices.mount.device.url
         except RecordingError as exc:
             outcome, reason = PassOutcome.FAILED, f"recording failed: {exc}"
+        self.finishing = True
+        if self.mount_lost:
+            await self.episodes.escalate(
+                "mount", "pass_aborted", f"pass aborted, mount parked: {reason}", level="error"
+            )
         if outcome is not PassOutcome.COMPLETE:
             log.warning("%s: pass %s %s: %s", self.cfg.name, self.entry.id, outcome.value, reason)
             if self.machine.state is not PassState.IDLE:
@@ -253,9 +289,7 @@ class PassRun:
         tracking = self.cfg.tracking
         commanded = traj
         if tracking.servo == "goto":
-            commanded = braking_lead(
-                traj, self.cfg.mount.limits, lead_s=tracking.effective_lead_s
-            )
+            commanded = braking_lead(traj, self.cfg.mount.limits, lead_s=tracking.effective_lead_s)
             self.gate.check_trajectory(commanded)
         self.machine.to(PassState.TRACK, self.clock.now(), "tracking")
         self.bundle = await self._open_bundle()
@@ -265,7 +299,7 @@ class PassRun:
             asyncio.create_task(self._compensation(), name="compensation"),
             asyncio.create_task(self._lag_probe(), name="lag"),
         ]
-        if self.devices.tagger is not None and self.cfg.daemon.watchdog.timetagger == "safe":
+        if self.devices.tagger is not None:
             helpers.append(asyncio.create_task(self._tagger_probe(), name="tagger-probe"))
         if self.live_sink is not None and self.bundle is not None:
             self.live = live_publisher(
@@ -309,18 +343,53 @@ class PassRun:
         return self.cfg.daemon.watchdog.timetagger == "safe" and isinstance(failure, DeviceError)
 
     async def _tagger_probe(self) -> None:
-        """Under ``[watchdog] timetagger = "safe"``: ask the tagger for its rates every
-        TAGGER_PROBE_S, so a tagger that stops answering (hang, disconnect) ends the pass at
-        once; a stream can keep flowing (or stall silently) while its controller is gone."""
+        """Ask the tagger's control plane for its rates every TAGGER_PROBE_S (clock s).
+
+        The stream can flow on while the controller behind it hangs, disconnects, answers
+        garbage, errors or crawls (the emulator's SCPI/DLT faults; a real ID1000's control
+        process): the recorder would never notice. Bound: an episode opens (a ``timetagger``
+        alarm naming the fault) at most TAGGER_PROBE_S + the driver's request timeout
+        (2 wall s, i.e. 20 clock s at 10x) after the control plane stops answering, and
+        TAGGER_SLOW_PROBES probes (~2 x (TAGGER_PROBE_S + delay)) after it turns slow.
+        The probe calls the driver directly, not through the supervisor: a supervisor
+        reconnect would close the device and cut the stream that is still recording.
+        Under ``degrade`` the pass goes on (one alarm per episode, ``recovered`` when it
+        answers again); under ``safe`` the first failure aborts the pass.
+        """
         tagger = self.devices.tagger
         assert tagger is not None
+        slow = 0
         while True:
             await self.clock.sleep(TAGGER_PROBE_S)
+            asked = self.clock.now()
             try:
-                await tagger.call(lambda d: d.count_rates())
+                await tagger.device.count_rates()
             except DeviceError as exc:
-                await self._tagger_trouble(exc)
-                raise
+                slow = 0
+                await self.episodes.failed(
+                    "timetagger", f"control plane not answering: {type(exc).__name__}: {exc}"
+                )
+                if self._stream_failure_is_fatal(exc):
+                    await self._tagger_trouble(exc)
+                    raise
+                continue
+            latency = self.clock.now() - asked
+            if latency <= TAGGER_SLOW_S:
+                slow = 0
+                await self.episodes.recovered("timetagger", "control plane answers again")
+                continue
+            slow += 1
+            if slow < TAGGER_SLOW_PROBES and not self.episodes.active("timetagger"):
+                continue
+            message = (
+                f"control plane slow: a counter query took {latency:.1f} s "
+                f"(limit {TAGGER_SLOW_S:g} s, {slow} probes in a row)"
+            )
+            await self.episodes.failed("timetagger", message)
+            if self.cfg.daemon.watchdog.timetagger == "safe":
+                crawl = DeviceTimeout(message, device=tagger.device.url)
+                await self._tagger_trouble(crawl)
+                raise crawl
 
     async def _follow(self, commanded: Trajectory) -> None:
         """Stream the trajectory to the mount and wait out the pass (to LOS + trail)."""
@@ -461,8 +530,12 @@ class PassRun:
             await self._health_alarms(self.health.tick(self.clock.now()))
 
     async def _health_alarms(self, alarms: list[HealthAlarm]) -> None:
-        """Publish what the stream-health monitor found (station/daemon/stream_health.py)."""
+        """Publish what the stream-health monitor found (station/daemon/stream_health.py);
+        not while draining after stop (a backlog that ends is neither a latch nor a stall)."""
         for alarm in alarms:
+            if self._stopping:
+                log.info("%s: during the drain, not alarmed: %s", self.cfg.name, alarm.message)
+                continue
             message = f"recovered: {alarm.message}" if alarm.cleared else alarm.message
             await self._alarm(alarm.kind, message)
 
@@ -492,6 +565,7 @@ class PassRun:
         ``reported``: a stream failure was already alarmed (and raised) by the track.
         """
         tagger = self.devices.tagger
+        self._stopping = True
         if tagger is not None and self.bundle is not None:
             try:
                 await tagger.call(lambda d: d.stop())
@@ -501,7 +575,9 @@ class PassRun:
         if not done:
             record.cancel()
             await asyncio.gather(record, return_exceptions=True)
-            await self._alarm("timetagger", f"stream did not end within {DRAIN_S:g} s of stop")
+            # what the tagger still had is lost: the manifest's quality says so
+            self.drain_failure = f"stream did not end within {DRAIN_S:g} s (wall) of stop"
+            await self._alarm("timetagger", self.drain_failure)
         elif record.cancelled():
             pass
         elif (failure := record.exception()) is not None:
@@ -539,6 +615,7 @@ class PassRun:
         traj = self.plan.mount.trajectory
         period = 1.0 / self.cfg.daemon.watchdog.monitor_hz
         tolerance = self.cfg.tracking.tolerance_deg
+        lost_after = self.cfg.daemon.watchdog.mount_lost_s
         out_since: float | None = None
         in_since: float | None = None
         alarmed = False
@@ -546,7 +623,7 @@ class PassRun:
             await self.clock.sleep(period)
             asked = self.clock.now()
             try:
-                actual = await self.devices.position()
+                actual = await self._read_position()
             except DeviceError:
                 continue  # the follow task owns mount failures
             # the position was read somewhere between request and reply: stamp the middle,
@@ -575,6 +652,42 @@ class PassRun:
                     f"following error {error:.4f} deg exceeds the {tolerance:g} deg tolerance "
                     f"for {now - out_since:.1f} s",
                 )
+            if now - out_since >= lost_after:
+                # out of the beam this long: the mount does not do what it is told (a link
+                # that answers too slowly to stream targets, a servo that ignores them)
+                self.mount_lost = True
+                raise DeviceTimeout(
+                    f"the mount cannot be commanded: following error {error:.3f} deg beyond "
+                    f"the {tolerance:g} deg beam for {now - out_since:.1f} s "
+                    f"([watchdog] mount_lost_s = {lost_after:g})",
+                    device=self.devices.mount.device.url,
+                    hint="check the mount's link latency and servo; the pass was aborted",
+                )
+
+    async def _read_position(self) -> AltAz:
+        """The mount's position, with a ``mount`` alarm when the reply is overdue.
+
+        A hung mount surfaces as an error only after the driver's I/O timeouts (2 s of wall
+        each, and a failed follow command is followed by the driver's own stop: 40 clock s
+        at 10x); a reply overdue by MOUNT_REPLY_S of clock is said at once (the read goes
+        on). A reply in time closes a mount episode (``recovered``).
+        """
+        read = asyncio.ensure_future(self.devices.position())
+        try:
+            done, _ = await asyncio.wait({read}, timeout=self.clock.to_wall(MOUNT_REPLY_S))
+            if not done:
+                await self.episodes.failed(
+                    "mount",
+                    f"no reply to a position read within {MOUNT_REPLY_S:g} s (clock): the "
+                    "mount is not answering in time",
+                )
+                return await read
+            position = read.result()
+        finally:
+            if not read.done():
+                read.cancel()  # the driver's exchange itself is shielded and bounded
+        await self.episodes.recovered("mount", "position reads answered in time")
+        return position
 
     async def _lag_probe(self) -> None:
         """Measure the daemon's own loop lag against the (warped) clock; alarm when behind.
@@ -616,16 +729,18 @@ class PassRun:
         faithful = not self.lag_episodes
         return {
             "faithful": faithful,
-            "events_complete": not self.stream_gaps,
+            "events_complete": not self.stream_gaps and not self.drain_failure,
             "stream_gaps": self.stream_gaps,
+            "drain_failure": self.drain_failure or None,
             "stream_health": self.health.summary(),
             "max_loop_lag_s": round(self.max_loop_lag_s, 4),
             "lag_alarm_s": LAG_ALARM_S,
             "lag_episodes": self.lag_episodes,
             "median_stream_latency_s": latency,
             "max_pointing_error_deg": round(self.max_error_deg, 5),
-            "note": "faithful: the control loops never fell more than lag_alarm_s behind the "
-            "clock" if faithful else "NOT faithful: the control loops fell behind the clock "
+            "note": "faithful: the control loops never fell more than lag_alarm_s behind the clock"
+            if faithful
+            else "NOT faithful: the control loops fell behind the clock "
             "(see lag_episodes); pointing and compensation lagged the satellite",
         }
 
@@ -655,11 +770,13 @@ class PassRun:
             commanded = await hwp.call(lambda _: analyzer.compensate(x))
             actual = await hwp.call(lambda _: analyzer.hwp_angle(), retries=1)
         except DeviceError as exc:
-            await self._alarm("hwp", f"polarization compensation failed: {exc}")
+            # one alarm per episode (the supervisor's listener usually opened it already)
+            await self.episodes.failed("hwp", f"polarization compensation failed: {exc}")
             if self.cfg.daemon.watchdog.hwp == "safe":
                 self.safe_fault = f'waveplate ([watchdog] hwp = "safe"): {exc}'
                 raise
             return
+        await self.episodes.recovered("hwp", "compensation moves succeed again")
         self._last_hwp = command
         self.telemetry["hwp"] = {
             "theta_deg": round(theta, 3),
@@ -685,7 +802,7 @@ class PassRun:
         try:
             await self.devices.hwp.call(lambda _: analyzer.home())
         except DeviceError as exc:
-            await self._alarm("hwp", f"homing the compensation plate failed: {exc}")
+            await self.episodes.failed("hwp", f"homing the compensation plate failed: {exc}")
             if self.cfg.daemon.watchdog.hwp == "safe":
                 self.safe_fault = f'waveplate ([watchdog] hwp = "safe"): {exc}'
                 raise

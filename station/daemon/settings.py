@@ -12,7 +12,7 @@ optional and has defaults that run a station unattended on a loopback broker::
                  deadband_deg, update_hz
     [timetagger] channels (enabled inputs), threshold_v, pps_channel
     [watchdog]   mount, hwp, timetagger ("safe" | "degrade"), degraded_after,
-                 monitor_hz
+                 monitor_hz, mount_lost_s
     [live]       enabled, sample_fraction, seed, slot_s (the live classical channel:
                  station/daemon/live_publish.py; both stations of a key-mode pass need the
                  same sample_fraction, seed and slot_s)
@@ -24,26 +24,36 @@ loading a serial link; telemetry at 2 Hz keeps a monitor live at a few kB/s.
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from drivers.config import Table
+from drivers.config_schema import read_section, setting
 from drivers.datatypes import AnalyzerMode, ChannelMap
 
-POLICIES = ("safe", "degrade")
+
+class WatchdogPolicy(enum.StrEnum):
+    """What a lost device does to the station (docs/operations.md "Watchdogs")."""
+
+    SAFE = "safe"  #: abort the pass, stow, FAULT until reset
+    DEGRADE = "degrade"  #: an alarm; the pass goes on
+
+
+POLICIES = tuple(p.value for p in WatchdogPolicy)
 
 
 @dataclass(frozen=True)
 class MqttSettings:
     """How the daemon reaches its broker (``broker = "embedded"`` starts a local one)."""
 
-    broker: str = "embedded"
-    username: str | None = None
+    broker: str = setting("embedded", doc='"embedded", mqtt://host:port, mqtts://…, unix:///path')
+    username: str | None = setting(None, doc="broker user (one per station on a secured broker)")
     password_file: Path | None = None
     ca_file: Path | None = None
-    client_id: str | None = None
+    client_id: str | None = setting(None, doc="MQTT client id (a secured broker uses the user)")
     allowed_clients: tuple[str, ...] = ("*",)
-    telemetry_hz: float = 2.0
+    telemetry_hz: float = setting(2.0, min=0.1, max=50.0, unit="Hz", doc="telemetry rate")
 
 
 @dataclass(frozen=True)
@@ -51,20 +61,28 @@ class RecordingSettings:
     """Where pass bundles go; ``lead_s``/``trail_s`` widen the recording around AOS/LOS."""
 
     data_dir: Path = Path("data")
-    max_chunk_s: float = 1.0
-    lead_s: float = 0.0
-    trail_s: float = 0.0
+    max_chunk_s: float = setting(
+        1.0, min=0.05, max=10.0, unit="s", doc="chunk length: at most this is lost in a crash"
+    )
+    lead_s: float = setting(0.0, min=0.0, max=600.0, unit="s", doc="record before AOS")
+    trail_s: float = setting(0.0, min=0.0, max=600.0, unit="s", doc="record after LOS")
 
 
 @dataclass(frozen=True)
 class ScheduleSettings:
     """Which predicted passes ENABLED takes by itself (``auto = false``: booked ones only)."""
 
-    auto: bool = True
-    min_max_elevation_deg: float = 15.0
-    night_only: bool = False
-    horizon_days: float = 1.0
-    preposition_lead_s: float = 60.0  #: arrive at the pre-position point this early (s)
+    auto: bool = setting(True, doc="ENABLED also takes predicted passes, not only booked ones")
+    min_max_elevation_deg: float = setting(
+        15.0, min=0.0, max=90.0, unit="deg", doc="auto passes culminate at least this high"
+    )
+    night_only: bool = setting(False, doc="auto passes only with the Sun below the horizon")
+    horizon_days: float = setting(
+        1.0, min=0.01, max=14.0, unit="days", doc="passes predicted this far ahead"
+    )
+    preposition_lead_s: float = setting(
+        60.0, min=0.0, max=3600.0, unit="s", doc="arrive at the pre-position point this early"
+    )
 
 
 @dataclass(frozen=True)
@@ -72,10 +90,14 @@ class AnalyzerSettings:
     """Detector channel map and the HWP compensation loop (deadband in deg, rate in Hz)."""
 
     channels: ChannelMap = field(default_factory=lambda: ChannelMap(1, 2, 3, 4))
-    mode: AnalyzerMode = AnalyzerMode.KEY
-    bell_offset_deg: float = 11.25
-    deadband_deg: float = 0.05
-    update_hz: float = 2.0
+    mode: AnalyzerMode = setting(AnalyzerMode.KEY, doc="key (BB84 bases) or bell (CHSH)")
+    bell_offset_deg: float = setting(
+        11.25, min=-90.0, max=90.0, unit="deg", doc="this station's plate offset in bell mode"
+    )
+    deadband_deg: float = setting(
+        0.05, min=0.0, max=5.0, unit="deg", doc="the plate moves when off by more"
+    )
+    update_hz: float = setting(2.0, min=0.1, max=20.0, unit="Hz", doc="compensation updates")
 
 
 @dataclass(frozen=True)
@@ -83,7 +105,9 @@ class TaggerSettings:
     """Inputs to enable (1-based), discriminator level (V) and the PPS input, if any."""
 
     channels: tuple[int, ...] = (1, 2, 3, 4, 8)
-    threshold_v: float = -0.4
+    threshold_v: float = setting(
+        -0.4, min=-2.0, max=2.0, unit="V", doc="discriminator level of every input"
+    )
     pps_channel: int | None = 8
 
 
@@ -91,11 +115,20 @@ class TaggerSettings:
 class WatchdogSettings:
     """What a lost device does to the station: ``safe`` (stow, FAULT) or ``degrade`` (alarm)."""
 
-    mount: str = "safe"
-    hwp: str = "degrade"
-    timetagger: str = "degrade"
-    degraded_after: int = 3
-    monitor_hz: float = 5.0
+    mount: WatchdogPolicy = setting(WatchdogPolicy.SAFE, doc="a lost mount")
+    hwp: WatchdogPolicy = setting(WatchdogPolicy.DEGRADE, doc="a lost waveplate")
+    timetagger: WatchdogPolicy = setting(WatchdogPolicy.DEGRADE, doc="a lost time tagger")
+    degraded_after: int = setting(3, min=1, max=100, doc="consecutive link errors before DEGRADED")
+    monitor_hz: float = setting(5.0, min=0.2, max=50.0, unit="Hz", doc="pointing monitor rate")
+    #: clock s the following error may stay beyond ``[tracking] tolerance_deg`` (the beam)
+    #: during TRACK before the mount counts as "cannot be commanded" (pass aborted, parked)
+    mount_lost_s: float = setting(
+        15.0,
+        min=1.0,
+        max=600.0,
+        unit="s",
+        doc="pointing error beyond the beam this long: the mount counts as lost",
+    )
 
 
 @dataclass(frozen=True)
@@ -103,10 +136,14 @@ class LiveSettings:
     """The live classical channel: 1 s frames on ``live/events`` during a pass (on by
     default); key mode reveals the outcomes of ``sample_fraction`` of the emission slots."""
 
-    enabled: bool = True
-    sample_fraction: float = 0.1
-    seed: int = 0x51475321
-    slot_s: float = 0.01
+    enabled: bool = setting(True, doc="publish live/events frames during a pass")
+    sample_fraction: float = setting(
+        0.1, min=0.0, max=1.0, doc="key mode: emission slots whose outcomes are revealed"
+    )
+    seed: int = setting(0x51475321, min=0, max=2**63 - 1, doc="slot sampling seed (both stations)")
+    slot_s: float = setting(
+        0.01, min=1e-4, max=1.0, unit="s", doc="emission slot (must divide one second)"
+    )
 
 
 @dataclass(frozen=True)
@@ -140,34 +177,23 @@ def parse_daemon_settings(root: Table, *, base_dir: Path | None = None) -> Daemo
     allowed = m.raw("allowed_clients", ["*"])
     if not isinstance(allowed, list) or not all(isinstance(a, str) and a for a in allowed):
         raise m.error("allowed_clients", f"expected an array of client-id patterns, got {allowed}")
-    mqtt = MqttSettings(
-        broker=m.string("broker", "embedded"),
-        username=m.string("username") if "username" in m else None,
+    mqtt = read_section(
+        m,
+        MqttSettings,
         password_file=_path(m, "password_file", base_dir),
         ca_file=_path(m, "ca_file", base_dir),
-        client_id=m.string("client_id") if "client_id" in m else None,
         allowed_clients=tuple(allowed),
-        telemetry_hz=m.number("telemetry_hz", 2.0, min=0.1, max=50.0),
     )
     m.finish()
 
     r = root.table("recording", required=False)
-    recording = RecordingSettings(
-        data_dir=_path(r, "data_dir", base_dir) or Path("data"),
-        max_chunk_s=r.number("max_chunk_s", 1.0, min=0.05, max=10.0),
-        lead_s=r.number("lead_s", 0.0, min=0.0, max=600.0),
-        trail_s=r.number("trail_s", 0.0, min=0.0, max=600.0),
+    recording = read_section(
+        r, RecordingSettings, data_dir=_path(r, "data_dir", base_dir) or Path("data")
     )
     r.finish()
 
     s = root.table("schedule", required=False)
-    schedule = ScheduleSettings(
-        auto=s.boolean("auto", True),
-        min_max_elevation_deg=s.number("min_max_elevation_deg", 15.0, min=0.0, max=90.0),
-        night_only=s.boolean("night_only", False),
-        horizon_days=s.number("horizon_days", 1.0, min=0.01, max=14.0),
-        preposition_lead_s=s.number("preposition_lead_s", 60.0, min=0.0, max=3600.0),
-    )
+    schedule = read_section(s, ScheduleSettings)
     s.finish()
 
     a = root.table("analyzer", required=False)
@@ -178,13 +204,7 @@ def parse_daemon_settings(root: Table, *, base_dir: Path | None = None) -> Daemo
         channel_map = ChannelMap(*values)
     except ValueError as exc:
         raise a.error("channels", str(exc)) from None
-    analyzer = AnalyzerSettings(
-        channels=channel_map,
-        mode=AnalyzerMode(a.choice("mode", [m.value for m in AnalyzerMode], "key")),
-        bell_offset_deg=a.number("bell_offset_deg", 11.25, min=-90.0, max=90.0),
-        deadband_deg=a.number("deadband_deg", 0.05, min=0.0, max=5.0),
-        update_hz=a.number("update_hz", 2.0, min=0.1, max=20.0),
-    )
+    analyzer = read_section(a, AnalyzerSettings, channels=channel_map)
     a.finish()
 
     tt = root.table("timetagger", required=False)
@@ -196,10 +216,8 @@ def parse_daemon_settings(root: Table, *, base_dir: Path | None = None) -> Daemo
     ):
         raise tt.error("channels", f"expected a non-empty array of inputs 1..64, got {chans}")
     pps = tt.integer("pps_channel", 0, min=0, max=64) if "pps_channel" in tt else 8
-    tagger = TaggerSettings(
-        channels=tuple(sorted(set(chans))),
-        threshold_v=tt.number("threshold_v", -0.4, min=-2.0, max=2.0),
-        pps_channel=pps or None,
+    tagger = read_section(
+        tt, TaggerSettings, channels=tuple(sorted(set(chans))), pps_channel=pps or None
     )
     tt.finish()
     missing = [c for c in (*values, tagger.pps_channel) if c and c not in tagger.channels]
@@ -207,24 +225,24 @@ def parse_daemon_settings(root: Table, *, base_dir: Path | None = None) -> Daemo
         raise tt.error("channels", f"inputs {missing} of [analyzer]/pps_channel are not enabled")
 
     w = root.table("watchdog", required=False)
-    watchdog = WatchdogSettings(
-        mount=w.choice("mount", POLICIES, "safe"),
-        hwp=w.choice("hwp", POLICIES, "degrade"),
-        timetagger=w.choice("timetagger", POLICIES, "degrade"),
-        degraded_after=w.integer("degraded_after", 3, min=1, max=100),
-        monitor_hz=w.number("monitor_hz", 5.0, min=0.2, max=50.0),
-    )
+    watchdog = read_section(w, WatchdogSettings)
     w.finish()
 
     lv = root.table("live", required=False)
-    slot_s = lv.number("slot_s", 0.01, min=1e-4, max=1.0)
-    if 10**12 % round(slot_s * 1e12):
-        raise lv.error("slot_s", f"{slot_s} s must divide one second (e.g. 0.01, 0.02, 0.1)")
-    live = LiveSettings(
-        enabled=lv.boolean("enabled", True),
-        sample_fraction=lv.number("sample_fraction", 0.1, min=0.0, max=1.0),
-        seed=lv.integer("seed", 0x51475321, min=0, max=2**63 - 1),
-        slot_s=slot_s,
-    )
+    live = read_section(lv, LiveSettings)
+    if 10**12 % round(live.slot_s * 1e12):
+        raise lv.error("slot_s", f"{live.slot_s} s must divide one second (e.g. 0.01, 0.02, 0.1)")
     lv.finish()
     return DaemonSettings(mqtt, recording, schedule, analyzer, tagger, watchdog, live)
+
+
+#: the daemon sections whose options are declared (the generated reference, docs/operations.md)
+DECLARED_SECTIONS: list[tuple[str, type]] = [
+    ("mqtt", MqttSettings),
+    ("recording", RecordingSettings),
+    ("schedule", ScheduleSettings),
+    ("analyzer", AnalyzerSettings),
+    ("timetagger", TaggerSettings),
+    ("watchdog", WatchdogSettings),
+    ("live", LiveSettings),
+]

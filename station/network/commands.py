@@ -127,6 +127,7 @@ def write_brokers(args: argparse.Namespace) -> int:
         kit = write_broker_kit(
             names,
             Path(args.out),
+            coordinator=cfg.coordinator.name,
             central_host=args.central_host,
             central_port=args.central_port,
             central_local_port=args.central_local_port,

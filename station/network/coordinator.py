@@ -92,7 +92,7 @@ class Coordinator:
         for spec in api.COMMANDS:
             self.bus.register(spec, getattr(self, f"_cmd_{spec.name}"))
         self.watcher = StationWatcher(
-            broker,
+            broker.for_connection("watch"),  # its own user: on a secured broker client id = user
             clock,
             tuple(s.name for s in cfg.stations),
             client_id=f"qgs-{name}-watch",
@@ -223,7 +223,9 @@ class Coordinator:
                 async with (
                     self._send_lock,
                     Requester(
-                        self.broker, self.clock, client_id=f"qgs-{self.cfg.coordinator.name}"
+                        self.broker.for_connection("cmd"),
+                        self.clock,
+                        client_id=f"qgs-{self.cfg.coordinator.name}",
                     ) as requester,
                 ):
                     replies = await requester.send(

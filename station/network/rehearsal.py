@@ -19,16 +19,15 @@ import dataclasses
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from drivers.clock import WarpSpec
-from drivers.errors import DeviceError
 from station.network.config import NetworkConfig
 from station.network.plan import Window
+from station.processes import start_rig, start_station, stop
 from station.tracking.elements import OrbitElements
 from station.tracking.passes import find_passes
 
@@ -69,26 +68,6 @@ def session_start_s(cfg: NetworkConfig, elements: OrbitElements, window: Window)
     return first - LEAD_S
 
 
-def stop(proc: subprocess.Popen[bytes], timeout_s: float = 20.0) -> None:
-    """SIGTERM, wait (bounded), then SIGKILL."""
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-
-
-def _wait_for_file(path: Path, proc: subprocess.Popen[bytes], log: Path, bound_s: float) -> None:
-    deadline = time.monotonic() + bound_s
-    while not path.exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            tail = log.read_text(errors="replace")[-1500:] if log.exists() else ""
-            raise DeviceError(f"the rig did not start (see {log}):\n{tail}")
-        time.sleep(0.1)
-
-
 @contextlib.contextmanager
 def rig_session(
     cfg: NetworkConfig,
@@ -110,35 +89,19 @@ def rig_session(
     out.mkdir(parents=True, exist_ok=True)
     spec = WarpSpec(epoch=start_s, anchor=time.time() + START_WALL_S, rate=rate)
     urls = out / "urls.json"
-    urls.unlink(missing_ok=True)
     procs: dict[str, subprocess.Popen[bytes]] = {}
     try:
-        with (out / "rig.log").open("wb") as err:
-            procs["rig"] = subprocess.Popen(
-                [
-                    *(sys.executable, "-m", "sim_hardware", "--config", str(rig_config)),
-                    *("--urls-json", str(urls), "--clock", spec.to_string()),
-                    *rig_args,
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=err,
-                cwd=ROOT,
-            )
-        _wait_for_file(urls, procs["rig"], out / "rig.log", 60.0)
+        procs["rig"], _ = start_rig(rig_config, spec, urls, out / "rig.log", extra=rig_args)
         for st in cfg.stations:
-            with (out / f"{st.name}.log").open("wb") as err:
-                procs[st.name] = subprocess.Popen(
-                    [
-                        *(sys.executable, "-m", "station.cli", "--log-level", "INFO"),
-                        *("station", "run", "--config", st.config.source),
-                        *("--devices-json", str(urls), "--tle", str(tle)),
-                        *("--broker", broker_url, "--data-dir", str(out / "bundles")),
-                        *(daemon_args or {}).get(st.name, ()),
-                    ],
-                    stdout=subprocess.DEVNULL,
-                    stderr=err,
-                    cwd=ROOT,
-                )
+            procs[st.name] = start_station(
+                st.config.source,
+                urls,
+                tle,
+                broker_url,
+                out / "bundles",
+                out / f"{st.name}.log",
+                extra=(daemon_args or {}).get(st.name, ()),
+            )
         yield Session(out, spec, urls, procs)
     finally:
         for proc in reversed(list(procs.values())):

@@ -67,6 +67,8 @@ F64 = npt.NDArray[np.float64]
 
 REASONS = ("azimuth_limit", "elevation_limit", "horizon", "sun", "moon")
 
+MIN_SLEW_S = 1e-3  #: s: a slew shorter than this is sampled as one 1 ms step
+
 
 class SafetyViolation(LimitViolation):
     """A target or path breaks a safety rule; nothing was commanded.
@@ -318,15 +320,30 @@ class SafetyGate:
         total = lim.move_time_s(start, end)
         speed = lim.az.max_speed_deg_s + lim.el.max_speed_deg_s
         n = max(2, math.ceil(total * speed / self.policy.max_step_deg) + 1)
+        if total < MIN_SLEW_S:
+            # (nearly) no move: two samples far enough apart to stay distinct at POSIX
+            # magnitudes (float64 resolves ~0.2 us at 1.6e9 s; 1e-9 s vanished there and the
+            # stow after a refused pass raised "trajectory times must be strictly increasing")
+            tt = np.array([0.0, MIN_SLEW_S])
+            az = np.array([start.az_deg, end.az_deg])
+            el = np.array([start.el_deg, end.el_deg])
+            return Trajectory(t0_s + tt, az, el)
         tt = np.linspace(0.0, total, n)
         az = start.az_deg + _trapezoid(d_az, lim.az.max_speed_deg_s, lim.az.max_accel_deg_s2, tt)
         el = start.el_deg + _trapezoid(d_el, lim.el.max_speed_deg_s, lim.el.max_accel_deg_s2, tt)
-        if total == 0:
-            tt = np.array([0.0, 1e-9])
         return Trajectory(t0_s + tt, az, el)
 
     def check_slew(self, start: AltAz, end: AltAz, t0_s: float) -> None:
-        """Rules 5–8 for a slew from ``start`` to ``end`` starting at ``t0_s``."""
+        """Rules 5–8 for a slew from ``start`` to ``end`` starting at ``t0_s``.
+
+        A slew of less than :data:`MIN_SLEW_S` moves nothing: it is checked as a target (the
+        slew margin guards a path the mount sweeps; a mount parked 31 deg from the Sun that
+        is told to stay parked sweeps none, and refusing it would fault a station for not
+        moving).
+        """
+        if self.policy.limits.move_time_s(start, end) < MIN_SLEW_S:
+            self.check_target(end, t0_s)
+            return
         path = self.slew_path(start, end, t0_s)
         t, az, el = self.densify(path)
         self._check_points(t, az, el, slew=True, pad_deg=self.policy.max_step_deg / 2)

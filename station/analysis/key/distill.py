@@ -205,9 +205,7 @@ def distill(sifted: SiftedKey, *, params: KeyParams, seed: int) -> KeyResult:
         # the block size a key needs, at the error rate error correction actually found (a
         # few-bit sample can read 0 %, which would make the sentence promise far too little)
         q_need = max(q_tol, rec.qber_corrected) if math.isfinite(rec.qber_corrected) else q_tol
-        return replace(
-            res, no_key_reason=_needed_sentence(n_sifted, k, q_need, rec.f, params, ell)
-        )
+        return replace(res, no_key_reason=_needed_sentence(n_sifted, k, q_need, rec.f, params, ell))
     pa_seed = toeplitz_seed(smp.n, ell, rng_pa)  # public, drawn after verification
     key_a = amplify(a_key, pa_seed, ell)  # Alice
     key_b = amplify(rec.b_corrected, pa_seed, ell)  # Bob

@@ -31,7 +31,7 @@ import pytest
 from station.bus.connection import BrokerConfig
 from station.bus.envelope import Ack
 from station.bus.requester import Requester
-from station.network.brokers import BrokerKit, write_broker_kit
+from station.network.brokers import MONITORS, BrokerKit, write_broker_kit
 from station.network.commands import network_elements
 from station.network.config import load_network_config
 from station.network.coordinator import Coordinator
@@ -46,6 +46,7 @@ RIG = ROOT / "configs/rig/delingha_nanshan_2020.toml"
 RATE = 5.0
 OUTAGE_S = 30.0  #: wall seconds the central broker is down
 OUTAGE_AT_S = 40.0  #: clock seconds into the window when it goes down
+PERSISTENT = "persistent-monitor"  #: the central monitor user with a persistent session
 BELL_RECEIVERS = (
     *("--set", "stations.delingha.optics_loss_db=11.6"),
     *("--set", "stations.nanshan.optics_loss_db=11.6"),
@@ -89,8 +90,11 @@ class Outage:
         kit = self.kit
         central = _login(kit, "central", "monitor", kit.central_local_port)
         # a persistent QoS 1 subscriber at the central broker (MQTT 3.1.1: clean session off
-        # keeps the session; v5 would also need a session expiry), and the truth at the site
-        persistent = dataclasses.replace(central, protocol="v311")
+        # keeps the session; v5 would also need a session expiry), and the truth at the site.
+        # One user per simultaneous connection: the brokers make the user name the client id.
+        persistent = dataclasses.replace(
+            _login(kit, "central", PERSISTENT, kit.central_local_port), protocol="v311"
+        )
         async with persistent.client("persistent-monitor", clean_session=False) as client:
             await client.subscribe("qgs/v1/delingha/event/#", qos=1)
         site = _login(kit, "delingha", "monitor", kit.site_ports["delingha"])
@@ -128,7 +132,8 @@ class Outage:
     async def _view_back(self, central: BrokerConfig, t0: float) -> None:
         """Bridges back: the first live telemetry of each station at the central broker.
         View right: the central broker's retained status and states equal the sites'."""
-        sites = {s: _login(self.kit, s, "monitor", p) for s, p in self.kit.site_ports.items()}
+        sites = {s: _login(self.kit, s, "dashboard", p) for s, p in self.kit.site_ports.items()}
+        views = _login(self.kit, "central", "dashboard", self.kit.central_local_port)
 
         async def first_live() -> None:
             async with central.client("bridge-check") as client:
@@ -142,7 +147,7 @@ class Outage:
 
         async def same_view() -> None:
             while True:
-                central_view = await _retained(central, "qgs/v1/+/status", "qgs/v1/+/state/#")
+                central_view = await _retained(views, "qgs/v1/+/status", "qgs/v1/+/state/#")
                 site_view: dict[str, bytes] = {}
                 for s, login in sites.items():
                     site_view.update(
@@ -179,6 +184,7 @@ def test_central_outage_mid_pass(tmp_path: Path) -> None:
         central_port=free_tcp_port(),
         central_local_port=free_tcp_port(),
         site_ports=ports,
+        monitors=(*MONITORS, PERSISTENT),
     )
     procs: dict[str, subprocess.Popen[bytes]] = {}
     try:
@@ -190,8 +196,8 @@ def test_central_outage_mid_pass(tmp_path: Path) -> None:
         window = campaign_windows(cfg, elements, start, 2)[1]  # the long, high one
         daemon_args = {
             s: [
-                *("--broker", f"mqtt://127.0.0.1:{ports[s]}", "--username", "station"),
-                *("--password-file", str(kit.password_file(s, "station"))),
+                *("--broker", f"mqtt://127.0.0.1:{ports[s]}", "--username", s),
+                *("--password-file", str(kit.password_file(s, s))),
             ]
             for s in names
         }

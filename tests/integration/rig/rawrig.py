@@ -12,7 +12,6 @@ import re
 import socket
 import struct
 import subprocess
-import sys
 import time
 import tty
 from collections.abc import Iterator
@@ -26,6 +25,7 @@ import numpy.typing as npt
 import zmq
 
 from drivers.clock import WarpSpec
+from station.processes import RigStartError, start_rig
 from tests.conftest import stop_process
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -42,7 +42,6 @@ class RigProcess:
     proc: subprocess.Popen[bytes]
     urls: dict[str, Any]
     spec: WarpSpec
-    stdout: Path
     stderr: Path
 
     def station(self, name: str) -> dict[str, str]:
@@ -83,38 +82,15 @@ def run_rig(
     protocol only, docs/devices/idq-emulator.md).
     """
     config = with_idq_extensions(config, tmp)
-    urls_file = tmp / "urls.json"
-    urls_file.unlink(missing_ok=True)
     spec = WarpSpec(epoch=epoch, anchor=time.time(), rate=rate)
-    out, err = tmp / "rig.stdout", tmp / "rig.stderr"
-    with out.open("wb") as fo, err.open("wb") as fe:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "sim_hardware",
-                "--config",
-                str(config),
-                "--urls-json",
-                str(urls_file),
-                "--clock",
-                spec.to_string(),
-            ],
-            cwd=ROOT,
-            stdout=fo,
-            stderr=fe,
-        )
+    err = tmp / "rig.stderr"
     try:
-        deadline = time.monotonic() + bound_s
-        while not urls_file.exists():
-            if proc.poll() is not None:
-                raise AssertionError(f"rig exited ({proc.returncode}): {err.read_text()}")
-            if time.monotonic() > deadline:
-                raise AssertionError(f"rig wrote no URLs within {bound_s} s: {err.read_text()}")
-            time.sleep(0.05)
-        urls = json.loads(urls_file.read_text())
+        proc, urls = start_rig(config, spec, tmp / "urls.json", err, bound_s=bound_s)
+    except RigStartError as exc:
+        raise AssertionError(str(exc)) from None
+    try:
         assert WarpSpec.parse(urls["_clock"]) == spec
-        yield RigProcess(proc, urls, spec, out, err)
+        yield RigProcess(proc, urls, spec, err)
     finally:
         stop_process(proc)
 

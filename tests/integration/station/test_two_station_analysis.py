@@ -27,11 +27,12 @@ import aiomqtt
 import numpy as np
 import pytest
 
-from drivers.clock import SystemClock
+from drivers.clock import SystemClock, WarpSpec
 from drivers.config import load_toml
 from drivers.datatypes import AltAz
 from sim_hardware.world import World, load_world_config
 from sim_hardware.world.closedform import expect_pass
+from station import processes
 from station.bus.connection import BrokerConfig
 from station.bus.envelope import Ack
 from station.bus.requester import Requester
@@ -68,64 +69,25 @@ def _station_config(tmp: Path, name: str, mode: str) -> Path:
 
 
 def _start(tmp: Path, broker: Broker, mode: str) -> list[subprocess.Popen[bytes]]:
-    procs: list[subprocess.Popen[bytes]] = []
     urls = tmp / "urls.json"
-    clock = f"epoch={parse_time(START_UTC)},anchor={time.time() + 3.0},rate={RATE}"
-    with open(tmp / "rig.err", "wb") as err:
+    spec = WarpSpec(epoch=parse_time(START_UTC), anchor=time.time() + 3.0, rate=RATE)
+    rig_config = _rig_config(tmp, upgraded=mode == "bell")
+    try:
+        rig, _ = processes.start_rig(rig_config, spec, urls, tmp / "rig.err", bound_s=20.0)
+    except processes.RigStartError as exc:
+        pytest.fail(str(exc))
+    procs = [rig]
+    for name in STATIONS:
         procs.append(
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "sim_hardware",
-                    "--config",
-                    str(_rig_config(tmp, upgraded=mode == "bell")),
-                    "--urls-json",
-                    str(urls),
-                    "--clock",
-                    clock,
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=err,
-                cwd=ROOT,
+            processes.start_station(
+                _station_config(tmp, name, mode),
+                urls,
+                TLE,
+                f"mqtt://127.0.0.1:{broker.port}",
+                tmp / "data",
+                tmp / f"{name}.err",
             )
         )
-    for _ in range(200):
-        if urls.exists() or procs[0].poll() is not None:
-            break
-        time.sleep(0.1)
-    if not urls.exists():
-        for p in procs:
-            stop_process(p)
-        pytest.fail(f"rig did not start: {(tmp / 'rig.err').read_text()[-2000:]}")
-    for name in STATIONS:
-        with open(tmp / f"{name}.err", "wb") as err:
-            procs.append(
-                subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "station.cli",
-                        "--log-level",
-                        "INFO",
-                        "station",
-                        "run",
-                        "--config",
-                        str(_station_config(tmp, name, mode)),
-                        "--devices-json",
-                        str(urls),
-                        "--tle",
-                        str(TLE),
-                        "--broker",
-                        f"mqtt://127.0.0.1:{broker.port}",
-                        "--data-dir",
-                        str(tmp / "data"),
-                    ],
-                    stdout=subprocess.DEVNULL,
-                    stderr=err,
-                    cwd=ROOT,
-                )
-            )
     return procs
 
 

@@ -15,9 +15,6 @@ PID); the station config is a copy of ``configs/stations/delingha.toml`` with a
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -30,11 +27,11 @@ from station.daemon.devices import gated_legs
 from station.tracking.elements import parse_time
 from station.tracking.planner import safety_gate
 from tests.conftest import Broker
-from tests.integration.station import test_daemon_pass as dp
+from tests.support import station_session as ss
 
-STATION = dp.STATION
+STATION = ss.STATION
 WALL_BOUND_S = 60.0
-STATION_CONFIG = dp.ROOT / "configs/stations/delingha.toml"
+STATION_CONFIG = ss.ROOT / "configs/stations/delingha.toml"
 
 #: clock seconds after START_UTC (AOS ~231 s): the device fails early in the track for 60 s
 #: (3 s wall: the link recovers before the supervisor gives up, so only the pass can notice)
@@ -67,47 +64,11 @@ def _station_config(tmp: Path, extra: str, *, park: tuple[float, float] | None =
     return path
 
 
-def _daemon_with(config: Path) -> Callable[[Path, Broker], subprocess.Popen[bytes]]:
-    """test_daemon_pass's daemon launcher with ``config`` (installed by monkeypatch)."""
-
-    def start(tmp: Path, broker: Broker) -> subprocess.Popen[bytes]:
-        args = [
-            sys.executable,
-            "-m",
-            "station.cli",
-            "--log-level",
-            "INFO",
-            "station",
-            "run",
-            "--config",
-            str(config),
-            "--devices-json",
-            str(tmp / "urls.json"),
-            "--tle",
-            str(dp.ROOT / "configs/satellites/micius-2021.tle"),
-            "--broker",
-            f"mqtt://127.0.0.1:{broker.port}",
-            "--data-dir",
-            str(tmp / "data"),
-        ]
-        return subprocess.Popen(
-            args,
-            stdout=dp._log(tmp / "daemon.out"),
-            stderr=dp._log(tmp / "daemon.err"),
-            cwd=dp.ROOT,
-        )
-
-    return start
-
-
-async def _safe_policy_faults(
-    broker: Broker, tmp: Path, monkeypatch: pytest.MonkeyPatch, role: str, faults: str
-) -> None:
+async def _safe_policy_faults(broker: Broker, tmp: Path, role: str, faults: str) -> None:
     config = _station_config(tmp, f'\n[watchdog]\n{role} = "safe"\n')
-    monkeypatch.setattr(dp, "_start_daemon", _daemon_with(config))
     rig = tmp / "rig.toml"
-    rig.write_text(dp.RIG_CONFIG.read_text() + faults)
-    async with dp.station_session(broker, tmp, rig) as st:
+    rig.write_text(ss.RIG_CONFIG.read_text() + faults)
+    async with ss.station_session(broker, tmp, rig, config) as st:
         await st.book_first_pass_and_enable()
         await asyncio.wait_for(st.done.wait(), WALL_BOUND_S)
         await st.until(lambda: st.summary() == "FAULT", 10.0)
@@ -131,32 +92,29 @@ async def _safe_policy_faults(
     pointing = (Path(summary["bundle"]) / "pointing.csv").read_text().splitlines()[1:]
     assert pointing
     last = float(pointing[-1].split(",")[0])
-    assert last < parse_time(dp.START_UTC) + 400.0, last
+    assert last < parse_time(ss.START_UTC) + 400.0, last
 
 
 @pytest.mark.mosquitto
 async def test_safe_waveplate_hang_aborts_stows_and_faults(
-    mosquitto: Broker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    mosquitto: Broker, tmp_path: Path
 ) -> None:
-    await _safe_policy_faults(mosquitto, tmp_path, monkeypatch, "hwp", HWP_HANG)
+    await _safe_policy_faults(mosquitto, tmp_path, "hwp", HWP_HANG)
 
 
 @pytest.mark.mosquitto
 async def test_safe_tagger_disconnect_aborts_stows_and_faults(
-    mosquitto: Broker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    mosquitto: Broker, tmp_path: Path
 ) -> None:
-    await _safe_policy_faults(mosquitto, tmp_path, monkeypatch, "timetagger", TAGGER_DISCONNECT)
+    await _safe_policy_faults(mosquitto, tmp_path, "timetagger", TAGGER_DISCONNECT)
 
 
 @pytest.mark.mosquitto
-async def test_park_is_gated_like_a_pass_stow(
-    mosquitto: Broker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_park_is_gated_like_a_pass_stow(mosquitto: Broker, tmp_path: Path) -> None:
     """A park position under the horizon mask (12 deg at az 120; the config accepts >= 5) is
     refused with the gate's reason by ``park`` and by ``safe``; the mount stays put."""
     config = _station_config(tmp_path, "", park=(120.0, 6.0))
-    monkeypatch.setattr(dp, "_start_daemon", _daemon_with(config))
-    async with dp.station_session(mosquitto, tmp_path) as st:
+    async with ss.station_session(mosquitto, tmp_path, station_config=config) as st:
         moved = await st.req.send(STATION, "goto", {"az_deg": 90.0, "el_deg": 45.0}, timeout_s=30.0)
         assert moved[-1].ack is Ack.COMPLETE, moved[-1].reason
         park = await st.req.send(STATION, "park", timeout_s=30.0)
@@ -190,7 +148,7 @@ def test_park_path_refused_straight_is_flown_as_a_gated_dog_leg() -> None:
     whose straight slew dips under the horizon mask is flown azimuth first, then down; a park
     position under the mask is refused with the gate's reason."""
     gate = safety_gate(load_station_config(STATION_CONFIG))
-    t = parse_time(dp.START_UTC)
+    t = parse_time(ss.START_UTC)
     here, park = AltAz(130.0, 14.0), AltAz(60.0, 9.0)
     with pytest.raises(LimitViolation, match="horizon"):
         gate.check_slew(here, park, t)

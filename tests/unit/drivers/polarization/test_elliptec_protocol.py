@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import pytest
 
 from drivers.errors import (
@@ -22,37 +20,12 @@ from drivers.polarization.elliptec import (
 )
 from drivers.registry import parse_device_url
 from drivers.testing.protocol import expected_protocol
+from tests.support.clocks import StepClock
 
 # model 0E (ELL14), serial, year, fw 17, hw 00, travel 0x168 = 360 deg, 0x23000 = 143360 pulses
 IN_DATA = b"0E1140012320231700016800023000"
 IN = (b"0in", b"0IN" + IN_DATA + b"\r\n")
 URL = "elliptec+serial:///dev/ttyUSB0?address=0"
-
-
-class StepClock:
-    """A clock that never waits: sleep advances time and is recorded."""
-
-    rate = 1.0
-
-    def __init__(self) -> None:
-        self.t = 1_000.0
-        self.sleeps: list[float] = []
-
-    def now(self) -> float:
-        return self.t
-
-    def now_datetime(self) -> datetime:
-        return datetime.fromtimestamp(self.t, tz=UTC)
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.t += max(seconds, 0.0)
-
-    async def sleep_until(self, t: float) -> None:
-        await self.sleep(t - self.t)
-
-    def to_wall(self, seconds: float) -> float:
-        return seconds
 
 
 def rotator(transport: object, clock: StepClock | None = None) -> ElliptecRotator:

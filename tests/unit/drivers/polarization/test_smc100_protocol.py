@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import pytest
 
 from drivers.errors import (
@@ -21,6 +19,7 @@ from drivers.polarization.smc100 import (
 )
 from drivers.registry import parse_device_url
 from drivers.testing.protocol import expected_protocol
+from tests.support.clocks import StepClock
 
 URL = "smc100+visa://ASRL/dev/ttyUSB2::INSTR"
 CONNECT = [
@@ -30,32 +29,6 @@ CONNECT = [
     (b"1SR?\r\n", b"1SR170\r\n"),
     (b"1TS\r\n", b"1TS000033\r\n"),
 ]
-
-
-class StepClock:
-    """A clock that never waits: sleep advances time and is recorded."""
-
-    rate = 1.0
-
-    def __init__(self) -> None:
-        self.t = 1_000.0
-        self.sleeps: list[float] = []
-
-    def now(self) -> float:
-        return self.t
-
-    def now_datetime(self) -> datetime:
-        return datetime.fromtimestamp(self.t, tz=UTC)
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.t += max(seconds, 0.0)
-
-    async def sleep_until(self, t: float) -> None:
-        await self.sleep(t - self.t)
-
-    def to_wall(self, seconds: float) -> float:
-        return seconds
 
 
 def stage(transport: object, clock: StepClock | None = None) -> SMC100Rotator:

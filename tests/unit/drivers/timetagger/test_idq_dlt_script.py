@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import socket
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 
 import numpy as np
 import pytest
@@ -25,30 +24,12 @@ from drivers.errors import DeviceFault
 from drivers.registry import parse_device_url
 from drivers.timetagger.idq import IDQTimeTagger
 from drivers.timetagger.idqformat import encode_timestamps
+from tests.support.clocks import StepClock
 from tests.unit.drivers.timetagger.zmqpeer import Script, ScriptedPeer
 
 IDN = b"ID Quantique,ID1000,1234,1.0"
 CONNECT: Script = [(b"*IDN?", IDN), (b"DEVI:RES:BWID?", b"1")]  # inputs from the URL
 REFUSED = b'{"error": {"description": "unknown command list"}}'
-
-
-class StepClock:
-    rate = 1.0
-
-    def now(self) -> float:
-        return 0.0
-
-    def now_datetime(self) -> datetime:
-        return datetime.fromtimestamp(0.0, tz=UTC)
-
-    async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(0)
-
-    async def sleep_until(self, t: float) -> None:
-        await asyncio.sleep(0)
-
-    def to_wall(self, seconds: float) -> float:
-        return seconds
 
 
 def free_base(inputs: int) -> int:
@@ -101,7 +82,7 @@ async def scripted(
     peer = ScriptedPeer([*CONNECT, *scpi])
     dlt_peer = ScriptedPeer([(b"list", REFUSED), *dlt])
     url = f"idq+zmq://127.0.0.1:{peer.port}?dlt={dlt_peer.port}&timeout_s=1&channels=4{query}"
-    device = IDQTimeTagger.from_url(parse_device_url(url), StepClock())
+    device = IDQTimeTagger.from_url(parse_device_url(url), StepClock.still())
     try:
         await device.connect()
         yield device, peer, dlt_peer

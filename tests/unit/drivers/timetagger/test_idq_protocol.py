@@ -8,10 +8,8 @@ start/stop exchange with per-input streams is scripted in test_idq_dlt_script.py
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 
 import pytest
 
@@ -26,27 +24,8 @@ from drivers.errors import (
 )
 from drivers.registry import parse_device_url
 from drivers.timetagger.idq import IDQTimeTagger, parse_number
+from tests.support.clocks import StepClock
 from tests.unit.drivers.timetagger.zmqpeer import Script, ScriptedPeer
-
-
-class StepClock:
-    rate = 1.0
-
-    def now(self) -> float:
-        return 0.0
-
-    def now_datetime(self) -> datetime:
-        return datetime.fromtimestamp(0.0, tz=UTC)
-
-    async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(0)
-
-    async def sleep_until(self, t: float) -> None:
-        await asyncio.sleep(0)
-
-    def to_wall(self, seconds: float) -> float:
-        return seconds
-
 
 IDN = b"ID Quantique,ID1000 (qgs emulator),EMU0001,1.0.0"
 NO_INPUT_5 = b"SCPI_ERR_HEADER_SUFFIX_OUT_OF_RANGE: channel 5 does not exist; inputs are 1..4"
@@ -70,7 +49,7 @@ async def tagger(
     peer = ScriptedPeer([*connect, *scpi])
     dlt_peer = ScriptedPeer([*DLT_CONNECT, *(dlt or [])])
     url = f"idq+zmq://127.0.0.1:{peer.port}?dlt={dlt_peer.port}&timeout_s={timeout}{query}"
-    device = IDQTimeTagger.from_url(parse_device_url(url), StepClock())
+    device = IDQTimeTagger.from_url(parse_device_url(url), StepClock.still())
     try:
         await device.connect()
         yield device
@@ -124,7 +103,7 @@ async def test_input_probe_replies(
     peer = ScriptedPeer(connect)
     dlt_peer = ScriptedPeer([])
     url = f"idq+zmq://127.0.0.1:{peer.port}?dlt={dlt_peer.port}&timeout_s=1"
-    device = IDQTimeTagger.from_url(parse_device_url(url), StepClock())
+    device = IDQTimeTagger.from_url(parse_device_url(url), StepClock.still())
     try:
         with pytest.raises(error, match=message):
             await device.connect()
@@ -179,7 +158,7 @@ async def test_a_dlt_that_refuses_list_still_connects(caplog: pytest.LogCaptureF
     peer = ScriptedPeer(CONNECT)
     dlt_peer = ScriptedPeer([(b"list", b'{"error": {"description": "unknown command"}}')])
     url = f"idq+zmq://127.0.0.1:{peer.port}?dlt={dlt_peer.port}&timeout_s=1"
-    device = IDQTimeTagger.from_url(parse_device_url(url), StepClock())
+    device = IDQTimeTagger.from_url(parse_device_url(url), StepClock.still())
     try:
         with caplog.at_level("INFO", logger="drivers.timetagger.idq"):
             await device.connect()
@@ -195,7 +174,7 @@ async def test_a_dlt_that_does_not_answer_fails_connect() -> None:
     peer = ScriptedPeer(CONNECT)
     dlt_peer = ScriptedPeer([(b"list", None)])
     url = f"idq+zmq://127.0.0.1:{peer.port}?dlt={dlt_peer.port}&timeout_s=0.3"
-    device = IDQTimeTagger.from_url(parse_device_url(url), StepClock())
+    device = IDQTimeTagger.from_url(parse_device_url(url), StepClock.still())
     try:
         with pytest.raises(DeviceTimeout):
             await device.connect()
@@ -300,7 +279,7 @@ async def test_nothing_listening_is_bounded() -> None:
 
     port = free_tcp_port()
     url = f"idq+zmq://127.0.0.1:{port}?dlt={port}&timeout_s=0.2"
-    device = IDQTimeTagger.from_url(parse_device_url(url), StepClock())
+    device = IDQTimeTagger.from_url(parse_device_url(url), StepClock.still())
     with pytest.raises(DeviceTimeout, match=r"\*IDN\?"):
         await device.connect()
     with pytest.raises(NotConnected):
@@ -309,7 +288,10 @@ async def test_nothing_listening_is_bounded() -> None:
 
 
 async def test_stream_before_start_is_not_connected() -> None:
-    device = IDQTimeTagger.from_url(parse_device_url("idq+zmq://127.0.0.1:5555"), StepClock())
+    device = IDQTimeTagger.from_url(
+        parse_device_url("idq+zmq://127.0.0.1:5555"),
+        StepClock.still(),
+    )
     with pytest.raises(NotConnected, match="start"):
         async for _ in device.stream():
             pass
@@ -324,7 +306,8 @@ def test_numbers_with_units() -> None:
 
 def test_from_url_parameters() -> None:
     device = IDQTimeTagger.from_url(
-        parse_device_url("idq+zmq://127.0.0.1:5555?dlt=6061&stream=4300&channels=8"), StepClock()
+        parse_device_url("idq+zmq://127.0.0.1:5555?dlt=6061&stream=4300&channels=8"),
+        StepClock.still(),
     )
     assert device.url.endswith("channels=8")
     assert device.inputs == tuple(range(1, 9))
@@ -342,5 +325,6 @@ def test_from_url_parameters() -> None:
     for query, message in bad.items():
         with pytest.raises(DeviceURLError, match=message):
             IDQTimeTagger.from_url(
-                parse_device_url(f"idq+zmq://127.0.0.1:5555?{query}"), StepClock()
+                parse_device_url(f"idq+zmq://127.0.0.1:5555?{query}"),
+                StepClock.still(),
             )

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import tty
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -99,6 +100,10 @@ def test_rig_serves_every_device_and_stops_cleanly(tmp_path: Path) -> None:
         assert el == pytest.approx(90.0, abs=0.1)
         # LX200 on a pty
         assert dl["mount_lx200"].startswith("lx200+serial:///dev/pts/")
+        # ASCOM Alpaca over HTTP (device 0): NotConnected (0x407) until a client connects
+        base = dl["mount_alpaca"].removeprefix("alpaca://").removesuffix("/0")
+        with urllib.request.urlopen(f"http://{base}/api/v1/telescope/0/altitude", timeout=5) as r:
+            assert json.loads(r.read())["ErrorNumber"] == 0x407
         # ELL14 on a pty
         hwp_path = dl["hwp"].removeprefix("elliptec+serial://").split("?")[0]
         assert serial_query(hwp_path, b"0in").startswith(b"0IN0E")

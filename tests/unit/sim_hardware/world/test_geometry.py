@@ -43,15 +43,18 @@ def test_light_time_per_station(example: WorldConfig, t_pass: float) -> None:
     for name, tr in zip(world.station_names, (a, b), strict=True):
         st = next(s for s in example.stations if s.name == name)
         pressure, temperature = st.weather()
-        tropo_s = float(
-            marini_murray_m(
-                np.array([tr["el_deg"]]),
-                pressure_hpa=pressure,
-                temperature_c=temperature,
-                latitude_deg=st.latitude_deg,
-                altitude_m=st.altitude_m,
-            )[0]
-        ) / C_M_S
+        tropo_s = (
+            float(
+                marini_murray_m(
+                    np.array([tr["el_deg"]]),
+                    pressure_hpa=pressure,
+                    temperature_c=temperature,
+                    latitude_deg=st.latitude_deg,
+                    altitude_m=st.altitude_m,
+                )[0]
+            )
+            / C_M_S
+        )
         assert 3e-9 < tropo_s < 40e-9  # a high site's troposphere: metres of path
         # Emission-time light time ≈ range/c + troposphere; the station moves <= 0.5 m
         # during the flight.

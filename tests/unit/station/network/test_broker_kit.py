@@ -28,7 +28,7 @@ def test_kit_files_acls_and_secrets(tmp_path: Path) -> None:
     assert bridge_pw in site
     assert bridge_pw not in kit.conf("nanshan").read_text()
     # brokers hold hashes only; clients' password files are owner-only
-    for broker, user in (("central", "coordinator"), ("delingha", "station")):
+    for broker, user in (("central", "coordinator"), ("delingha", "delingha")):
         pw = kit.password_file(broker, user)
         assert stat.S_IMODE(pw.stat().st_mode) == 0o600
         passwd = (tmp_path / broker / "passwd").read_text()
@@ -39,6 +39,28 @@ def test_kit_files_acls_and_secrets(tmp_path: Path) -> None:
     assert "qgs/v1/nanshan" not in delingha_block
     assert "topic read qgs/v1/delingha/cmd/#" in delingha_block
     assert "user monitor\ntopic read qgs/v1/#\n" in acl
+    # issue 10: per-station users, inboxes by user name, client id = user name everywhere
+    for broker in ("central", "delingha", "nanshan"):
+        text = (tmp_path / broker / "acl").read_text()
+        assert "pattern read qgs/reply/%u/#\n" in text
+        assert "%c" not in text
+        # a per-listener option: in every listener's section (up to the next listener)
+        sections = kit.conf(broker).read_text().split("\nlistener ")[1:]
+        assert sections, broker
+        for section in sections:
+            assert "\nuse_username_as_clientid true\n" in section, (broker, section)
+    site_acl = (tmp_path / "delingha" / "acl").read_text()
+    assert (
+        "user delingha\ntopic readwrite qgs/v1/delingha/#\ntopic write qgs/reply/+/delingha/#\n"
+        in site_acl
+    )
+    assert "user station\n" not in site_acl
+    assert "user operator\ntopic write qgs/v1/delingha/cmd/#\n" in site_acl
+    assert "topic write qgs/reply/+/delingha/#" in delingha_block
+    for helper in ("coordinator-watch", "coordinator-cmd"):  # BrokerConfig.for_connection
+        assert f"user {helper}\n" in acl
+        assert f"{helper}:$" in (tmp_path / "central" / "passwd").read_text()
+        assert not kit.password_file("central", helper).exists()  # the coordinator's own
     # the server certificate is signed by the kit's CA and names the central host
     assert (tmp_path / "central" / "server.crt").read_text().startswith("-----BEGIN CERTIFICATE")
 
@@ -48,3 +70,7 @@ def test_bad_input_names_what_is_wrong(tmp_path: Path) -> None:
         write_broker_kit(["a", "a"], tmp_path)
     with pytest.raises(ConfigError, match="no site port"):
         write_broker_kit(["a", "b"], tmp_path, site_ports={"a": 1})
+    with pytest.raises(ConfigError, match="twice"):
+        write_broker_kit(["monitor"], tmp_path)  # a station named like a monitor user
+    with pytest.raises(ConfigError, match="user names"):
+        write_broker_kit(["a"], tmp_path, operators=("ops:1",))

@@ -166,9 +166,7 @@ def test_epoch_age_warns_then_refuses(caplog: pytest.LogCaptureFixture) -> None:
     ("norad", "words"),
     [("9" * 5000, "not usable JSON"), ("4862541039", "OMM rejected by SGP4")],
 )
-def test_omm_with_an_impossible_catalog_number_is_an_elements_error(
-    norad: str, words: str
-) -> None:
+def test_omm_with_an_impossible_catalog_number_is_an_elements_error(norad: str, words: str) -> None:
     """Found by fuzzing (reliability/fuzz.py): these escaped as bare ValueErrors."""
     text = (
         f'[{{"OBJECT_NAME": "X", "NORAD_CAT_ID": {norad}, "EPOCH": "2021-04-27T10:09:19.800576",'

@@ -17,6 +17,7 @@ from station.tracking.ephemeris import look_angles, sample_times
 from station.tracking.mountplan import plan_pass
 from station.tracking.passes import find_passes
 from station.tracking.safety import (
+    MIN_SLEW_S,
     FixedSky,
     SafetyGate,
     SafetyPolicy,
@@ -174,7 +175,10 @@ def test_property_no_slew_path_point_inside_a_zone(
     s_az_v, s_el_v = sky_direction(az, el)
     sun = separation_deg(s_az_v, s_el_v, np.full_like(az, s_az), np.full_like(az, s_el))
     moon = separation_deg(s_az_v, s_el_v, np.full_like(az, m_az), np.full_like(az, m_el))
-    assert sun.min() >= 35.0  # radius + slew margin
+    # radius + slew margin for a path the mount sweeps; a null slew (the mount stays where
+    # it is, ``MIN_SLEW_S``) sweeps nothing and is held to the target radius alone
+    moving = POLICY.limits.move_time_s(AltAz(a0, e0), AltAz(a1, e1)) >= MIN_SLEW_S
+    assert sun.min() >= (35.0 if moving else 30.0)
     assert moon.min() >= 10.0
     assert np.all(el >= SITE.horizon_mask.elevation_deg(s_az_v) - 1e-6)
 
@@ -243,3 +247,20 @@ def test_real_passes_with_the_real_sun_never_pass_inside_the_zone(
     assert passed > 0
     assert refused > 0
     assert reasons <= {"sun", "horizon", "moon"}
+
+
+@pytest.mark.parametrize("t0", [0.0, 1_619_754_803.995])
+def test_a_slew_to_where_the_mount_already_is_checks_at_posix_times(t0: float) -> None:
+    """Found by the soak: the stow after a refused day pass started at the park position;
+    the zero-length path's 1 ns step vanished at POSIX magnitudes and the check raised
+    ValueError ("trajectory times must be strictly increasing") instead of passing."""
+    g = gate(sun=(131.4, 59.5))
+    park = AltAz(0.0, 90.0)
+    path = g.slew_path(park, park, t0)
+    assert path.t_s[1] > path.t_s[0]
+    # 30.5 deg from the Sun: inside the slew margin (35), outside the radius (30); staying
+    # put sweeps nothing, so it is checked as a target and passes
+    g.check_slew(park, park, t0)
+    g.check_slew(park, AltAz(0.0, 90.0 - 1e-7), t0)
+    with pytest.raises(LimitViolation, match="sun"):
+        gate(sun=(131.4, 61.0)).check_slew(park, park, t0)  # 29 deg: inside the radius
