@@ -19,8 +19,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED_ACL = ROOT / "configs" / "mosquitto" / "qgs.acl"
 #: users of the secured broker (configs/mosquitto/qgs.acl) and their passwords: one per
-#: station, an operator, the coordinator's three connections, two monitors (the same as
-#: tests/conftest.py TEST_USERS; a user holds one connection at a time)
+#: station, an operator, the coordinator's three connections, two monitors (tests/conftest.py
+#: uses this set; a user holds one connection at a time)
 USERS = {
     "delingha": "dl-pass",
     "nanshan": "ns-pass",

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 
+from reliability.broker import USERS, write_passwd
+
 #: autouse leak checks: no process or asyncio task outlives its test (tests/support/leaks.py)
 pytest_plugins = ["tests.support.leaks"]
 
@@ -174,19 +176,9 @@ def mosquitto_unix(tmp_path: Path) -> Iterator[Broker]:
         stop_process(proc)
 
 
-#: users of the secured broker and their passwords (configs/mosquitto/qgs.acl): one per
-#: station (user name = station name), an operator, the coordinator's three connections,
-#: two monitors (a user holds one connection at a time: use_username_as_clientid)
-TEST_USERS = {
-    "delingha": "dl-pass",
-    "nanshan": "ns-pass",
-    "operator": "op-pass",
-    "coordinator": "co-pass",
-    "coordinator-watch": "co-pass",
-    "coordinator-cmd": "co-pass",
-    "monitor": "mon-pass",
-    "dashboard": "dash-pass",
-}
+#: users of the secured broker and their passwords (configs/mosquitto/qgs.acl), the same set
+#: the reliability harness uses (reliability/broker.py)
+TEST_USERS = USERS
 
 
 @pytest.fixture
@@ -198,13 +190,9 @@ def mosquitto_secured(tmp_path: Path) -> Iterator[Broker]:
     no password appears on a command line (``/proc/<pid>/cmdline``).
     """
     passwd = tmp_path / "passwd"
-    tool = shutil.which("mosquitto_passwd")
-    if tool is None:
+    if shutil.which("mosquitto_passwd") is None:
         pytest.fail("mosquitto_passwd is not installed (apt-get install mosquitto)")
-    fd = os.open(passwd, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write("".join(f"{user}:{password}\n" for user, password in TEST_USERS.items()))
-    subprocess.run([tool, "-U", str(passwd)], check=True, timeout=30, capture_output=True)
+    write_passwd(passwd, TEST_USERS)
     acl = Path(__file__).resolve().parents[1] / "configs" / "mosquitto" / "qgs.acl"
     port = free_tcp_port()
     exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
