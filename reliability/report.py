@@ -291,6 +291,16 @@ def _soak(k: Soak, quick: bool) -> list[str]:
     ]
     for t in k.traces:
         out.append(_soak_row(t))
+    if k.pass_log:
+        out += ["", "| station | pass | outcome | reason | events | bundle verifies |"]
+        out.append("|---|---|---|---|---|---|")
+        for row in k.pass_log:
+            verified = {True: "yes", False: "**no**", None: "no bundle"}[row.get("verified")]
+            reason = str(row.get("reason") or "-").replace("|", "/")
+            out.append(
+                f"| {row['station']} | {row.get('pass_id') or '-'} | {row.get('outcome')} "
+                f"| {reason} | {row.get('events', '-')} | {verified} |"
+            )
     return [*out, "", f"Verdict: {verdict}.", ""]
 
 

@@ -1,7 +1,8 @@
 """The station side of the MQTT bus: status with Last Will, state, telemetry, events, commands.
 
 One :class:`StationBus` per daemon owns the broker connection: it reconnects with
-exponential backoff and jitter (fresh client objects: aiomqtt clients are not reentrant),
+exponential backoff and jitter, capped at 1 wall s by default (fresh client objects: aiomqtt
+clients are not reentrant),
 re-subscribes, re-publishes the retained status and last-known states, and dispatches
 commands with graded acks. Recording never depends on it: every publish is best effort
 with a bounded wait, and a lost broker only shows up as ``connected == False``.
@@ -126,12 +127,18 @@ class StationBus:
     Args:
         station: station name, the second topic level.
         broker: where and how to connect.
-        clock: the station clock (command expiry, timestamps, backoff waits).
+        clock: the station clock (command expiry, timestamps).
         state: returns the current summary state (commands are checked against it).
         allowed_clients: fnmatch patterns of the requesters' inboxes (user names on a secured
             broker, client ids on an open one) that may command the station (NOPERM
             otherwise). Defence in depth only: the broker ACL is what stops a monitor from
             publishing commands at all (configs/mosquitto/).
+        backoff_initial_s, backoff_max_s: reconnect waits in wall seconds (the broker lives
+            in real time, not on a warped station clock), doubling from the first to the
+            cap, each drawn from [½, 1] × the current value. The cap is short because a
+            station's broker is its own (embedded or on site): a refused connect costs
+            nothing, and the retained state must be right within 2 s of the broker's return
+            (docs/reliability.md §3b).
     """
 
     def __init__(
@@ -144,7 +151,7 @@ class StationBus:
         client_id: str | None = None,
         allowed_clients: tuple[str, ...] = ("*",),
         backoff_initial_s: float = 0.2,
-        backoff_max_s: float = 10.0,
+        backoff_max_s: float = 1.0,
     ) -> None:
         self.station = station
         self.broker = broker
@@ -328,7 +335,7 @@ class StationBus:
                 self._connected.clear()
             if self._should_stop():
                 return
-            await self.clock.sleep(delay * (0.5 + random.random()))
+            await asyncio.sleep(delay * (0.5 + 0.5 * random.random()))
             delay = min(delay * 2, self._backoff[1])
 
     def _should_stop(self) -> bool:

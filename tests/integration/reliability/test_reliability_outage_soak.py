@@ -35,8 +35,9 @@ async def test_station_broker_outage_loses_nothing_and_runs_no_expired_command(
 @pytest.mark.mosquitto
 @pytest.mark.timeout(300)
 async def test_an_idle_quarter_hour_leaks_nothing(mosquitto: Broker, tmp_path: Path) -> None:
-    # 17:00-17:15 clock: the first pass (Delingha AOS 17:19:51) has not begun
-    result = await soak.run_soak(tmp_path, mosquitto.port, hours=0.25)
+    # 16:55-17:10 clock: the daemons idle, enabled; the first pass (Delingha AOS 17:19:51)
+    # has not begun
+    result = await soak.run_soak(tmp_path, mosquitto.port, hours=0.25, start="2021-04-29T16:55:00Z")
     leaks = [p for p in result.problems if p != "no pass completed"]
     assert leaks == [], result.problems
     assert {t.name for t in result.traces} == {"delingha", "lijiang", "rig"}
