@@ -278,7 +278,7 @@ def _soak(k: Soak, quick: bool) -> list[str]:
         "",
         f"Command: `{SOAK_COMMAND}`{' --quick' if quick else ''} ({k.clock_hours:g} clock h "
         f"at {k.rate:g}x: {k.wall_s} wall s; reliability/soak.py describes the run and the "
-        f"baseline). Passes completed: "
+        f"baseline). Passes ended (`event/pass_complete`, any outcome): "
         + (", ".join(f"{s} {n}" for s, n in sorted(k.passes.items())) or "none")
         + f"; bundles verified {k.bundles_verified}, failed {len(k.bundles_failed)}. "
         + "Outcomes: "

@@ -73,6 +73,8 @@ TAGGER_SLOW_PROBES = 2  #: consecutive slow probes that open an episode (not one
 MOUNT_REPLY_S = 3.0
 PLAN_TRIES = 3
 REARM_S = 10.0  #: in tolerance this long (clock s) before a new pointing alarm
+#: deg: a mount this close to its park position is parked; the stow then moves nothing
+PARKED_DEG = 0.1
 EDGE_S = 1.0  #: planned track starts this long after AOS and ends before LOS (s)
 LAG_PERIOD_S = 0.1  #: the loop-lag probe's period (clock s)
 HEALTH_TICK_S = 0.5  #: how often a silent tagger stream is looked for (clock s)
@@ -408,7 +410,14 @@ class PassRun:
         try:
             with contextlib.suppress(DeviceError):
                 await self.devices.mount.call(lambda m: m.stop())
-            legs = self.slew_legs(await self.devices.position(), park, self.clock.now())
+            here = await self.devices.position()
+            if here.separation_deg(park) <= PARKED_DEG:
+                # still parked (a pass refused before its first slew): nothing to move, and
+                # nothing for the gate to refuse; where the mount sits is only reported
+                await self._parked_in_danger(park)
+                self.machine.to(PassState.IDLE, self.clock.now(), "already parked")
+                return
+            legs = self.slew_legs(here, park, self.clock.now())
             for leg in legs[:-1]:
                 await self.devices.mount.call(lambda m, leg=leg: m.slew_to(leg))  # type: ignore[misc]
             await self.devices.mount.call(lambda m: m.park(), retries=1)
@@ -417,6 +426,23 @@ class PassRun:
             log.error("%s: stow failed: %s", self.cfg.name, exc)
             await self._alarm("stow_failed", f"could not park the mount: {exc}")
         self.machine.to(PassState.IDLE, self.clock.now(), "stowed")
+
+    async def _parked_in_danger(self, park: AltAz) -> None:
+        """Alarm when the gate would refuse the park position the mount sits at.
+
+        At a low-latitude site the noon Sun climbs within ``sun_radius_deg`` of a zenith
+        park (Lijiang, 26.7 deg N: 78 deg high in late April). The daemon does not move a
+        parked mount out of the way (no escape path is planned); it says so, so that the
+        operator closes the cover or the dome.
+        """
+        try:
+            self.gate.check_target(park, self.clock.now())
+        except SafetyViolation as exc:
+            await self._alarm(
+                "parked_unsafe",
+                f"the mount is parked where the safety gate refuses to point ({exc}); "
+                "it is not moved: close the cover or dome",
+            )
 
     # ------------------------------------------------------------------ helpers
 

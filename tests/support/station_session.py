@@ -43,10 +43,10 @@ WALL_BOUND_S = 90.0
 
 
 def start_rig(
-    tmp: Path, config: Path = RIG_CONFIG
+    tmp: Path, config: Path = RIG_CONFIG, start_utc: str = START_UTC
 ) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
-    """The rig from ``START_UTC`` at ``RATE`` (station/processes.py), its log ``rig.err``."""
-    spec = WarpSpec(epoch=parse_time(START_UTC), anchor=time.time() + 2.0, rate=RATE)
+    """The rig from ``start_utc`` at ``RATE`` (station/processes.py), its log ``rig.err``."""
+    spec = WarpSpec(epoch=parse_time(start_utc), anchor=time.time() + 2.0, rate=RATE)
     try:
         return processes.start_rig(config, spec, tmp / "urls.json", tmp / "rig.err")
     except processes.RigStartError as exc:
@@ -135,10 +135,11 @@ async def station_session(
     tmp: Path,
     rig_config: Path = RIG_CONFIG,
     station_config: Path = STATION_CONFIG,
+    start_utc: str = START_UTC,
 ) -> AsyncIterator[Session]:
     """Rig and daemon processes (stopped by PID), watched until the daemon is STANDBY."""
     # `status --id` (to count what the tagger sent) is a qgs extension of the IDQ emulator
-    rig, urls = start_rig(tmp, with_idq_extensions(rig_config, tmp))
+    rig, urls = start_rig(tmp, with_idq_extensions(rig_config, tmp), start_utc)
     daemon = start_daemon(tmp, broker, station_config)
     try:
         async with Requester(
