@@ -283,7 +283,10 @@ def _soak(k: Soak, quick: bool) -> list[str]:
         + f"; bundles verified {k.bundles_verified}, failed {len(k.bundles_failed)}. "
         + "Outcomes: "
         + (", ".join(f"{key} {n}" for key, n in sorted(k.outcomes.items())) or "-")
-        + f"; unhandled exceptions in the daemons' logs: {len(k.log_errors)}.",
+        + f"; unhandled exceptions in the daemons' logs: {len(k.log_errors)}. "
+        + f"Past the end of the clock span the soak sampled on {k.idle_wait_s:g} wall s, "
+        + "until both stations' `state/pass` had been IDLE for a while (the end sample is an "
+        + "idle one).",
         "",
         "| process | RSS baseline → end (MiB) | growth (bar "
         f"{RSS_BAR:.0%}) | fds | threads | asyncio tasks | children at end |",

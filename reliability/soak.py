@@ -13,6 +13,12 @@ first-pass warm-up is not a leak); file descriptors, threads and asyncio tasks a
 more than the baseline's maximum plus a small slack (:data:`FD_SLACK`, ...); no child
 process of a daemon left; every bundle a ``pass_complete`` named verifies.
 
+The end sample is an idle one: a pass still running or closing at the end of the clock span
+(drain, bundle, live publisher) holds fds, threads and tasks that are not leaks. So the soak
+samples on past the end until every station's retained ``state/pass`` has been ``IDLE`` for
+:data:`SETTLE_WALL_S` (long enough for a fresh ``telemetry/process``), at most
+:data:`IDLE_WAIT_S` wall seconds; a station not idle by then is a problem.
+
 Every process is started here and stopped by PID; every wait is bounded.
 """
 
@@ -61,6 +67,10 @@ FD_SLACK = 4
 THREAD_SLACK = 2
 TASK_SLACK = 5
 COMMAND = "python -m reliability --only soak"
+#: wall s a station's ``state/pass`` must have been IDLE before the end sample: a pass's
+#: wind-down ends within a few wall s, and ``telemetry/process`` comes every 10 wall s
+SETTLE_WALL_S = 12.0
+IDLE_WAIT_S = 180.0  #: wall s at most to wait past the end for both stations to be idle
 
 
 @dataclass
@@ -114,6 +124,8 @@ class Soak:
     problems: list[str] = field(default_factory=list)
     passed: bool = False
     wall_s: float = 0.0
+    #: wall s sampled past the end of the clock span until both stations were idle
+    idle_wait_s: float = 0.0
 
 
 def _proc_status(pid: int) -> dict[str, str]:
@@ -178,10 +190,30 @@ def summarize(trace: ProcessTrace) -> list[str]:
     return out
 
 
-async def _watch(port: int, done: list[dict[str, Any]], tasks: dict[str, int]) -> None:
+@dataclass
+class Watched:
+    """What the soak hears on the broker."""
+
+    done: list[dict[str, Any]] = field(default_factory=list)  #: pass_complete bodies
+    tasks: dict[str, int] = field(default_factory=dict)  #: station -> asyncio tasks
+    #: station -> (retained ``state/pass`` state, wall time it took that state)
+    pass_state: dict[str, tuple[str, float]] = field(default_factory=dict)
+
+    def not_idle(self, now: float) -> list[str]:
+        """The stations whose pass state has not been IDLE for :data:`SETTLE_WALL_S`."""
+        out = []
+        for station in STATIONS:
+            state, since = self.pass_state.get(station, ("unknown", now))
+            if state != "IDLE" or now - since < SETTLE_WALL_S:
+                out.append(f"{station} ({state})")
+        return out
+
+
+async def _watch(port: int, seen: Watched) -> None:
     async with aiomqtt.Client("127.0.0.1", port, identifier="reliability-soak") as client:
         await client.subscribe("qgs/v1/+/event/pass_complete", qos=1)
         await client.subscribe("qgs/v1/+/telemetry/process", qos=0)
+        await client.subscribe("qgs/v1/+/state/pass", qos=1)
         async for message in client.messages:
             payload = message.payload if isinstance(message.payload, bytes) else b""
             try:
@@ -192,9 +224,13 @@ async def _watch(port: int, done: list[dict[str, Any]], tasks: dict[str, int]) -
                 continue
             station = str(message.topic).split("/")[2]
             if str(message.topic).endswith("pass_complete"):
-                done.append({"station": station, **body})
+                seen.done.append({"station": station, **body})
+            elif str(message.topic).endswith("state/pass"):
+                state = str(body.get("state"))
+                if seen.pass_state.get(station, ("", 0.0))[0] != state:
+                    seen.pass_state[station] = (state, time.time())
             elif isinstance(body.get("asyncio_tasks"), int):
-                tasks[station] = body["asyncio_tasks"]
+                seen.tasks[station] = body["asyncio_tasks"]
 
 
 async def run_soak(
@@ -205,9 +241,9 @@ async def run_soak(
     t0 = time.monotonic()
     rig, spec, _ = start_rig(tmp, RIG_CONFIG, rate, start)
     daemons: dict[str, Any] = {}
-    done: list[dict[str, Any]] = []
-    tasks: dict[str, int] = {}
-    watcher = asyncio.create_task(_watch(port, done, tasks))
+    seen = Watched()
+    done = seen.done
+    watcher = asyncio.create_task(_watch(port, seen))
     traces = {name: ProcessTrace(name) for name in (*STATIONS, "rig")}
     try:
         for n, name in enumerate(STATIONS, start=1):
@@ -219,19 +255,37 @@ async def run_soak(
         await _enable(port, spec.epoch, spec.anchor, spec.rate)
         end_clock = spec.epoch + hours * 3600.0
         pids = {**{n: p.pid for n, p in daemons.items()}, "rig": rig.pid}
-        while (clock := spec.epoch + (time.time() - spec.anchor) * spec.rate) < end_clock:
+        past_end: float | None = None
+        while True:
+            now = time.time()
+            clock = spec.epoch + (now - spec.anchor) * spec.rate
+            if clock >= end_clock:  # past the end: on until both stations are idle
+                past_end = past_end or now
+                busy = seen.not_idle(now)
+                if not busy:
+                    break
+                if now - past_end > IDLE_WAIT_S:
+                    result.problems.append(
+                        f"not idle {IDLE_WAIT_S:.0f} wall s after the end: {', '.join(busy)}"
+                    )
+                    break
             for name, pid in pids.items():
                 s = sample(pid, clock)
                 if s is None:
                     result.problems.append(f"{name} exited at clock {clock - spec.epoch:.0f} s")
                     return result
-                s.tasks = tasks.get(name)
+                s.tasks = seen.tasks.get(name)
                 traces[name].samples.append(s)
             for station in STATIONS:
                 first = next((d for d in done if d["station"] == station), None)
                 if first is not None and traces[station].baseline_from_clock is None:
                     traces[station].baseline_from_clock = clock
             await asyncio.sleep(SAMPLE_S)
+        result.idle_wait_s = round(time.time() - (past_end or time.time()), 1)
+        for name, pid in pids.items():  # the end sample: both stations idle
+            if (s := sample(pid, clock)) is not None:
+                s.tasks = seen.tasks.get(name)
+                traces[name].samples.append(s)
     finally:
         watcher.cancel()
         await asyncio.gather(watcher, return_exceptions=True)

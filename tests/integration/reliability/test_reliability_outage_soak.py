@@ -41,6 +41,18 @@ async def test_an_idle_quarter_hour_leaks_nothing(mosquitto: Broker, tmp_path: P
     leaks = [p for p in result.problems if p != "no pass completed"]
     assert leaks == [], result.problems
     assert {t.name for t in result.traces} == {"delingha", "lijiang", "rig"}
+    # both stations were idle (and settled) at the end, so no wait past it was needed
+    assert result.idle_wait_s < soak.SAMPLE_S, result.idle_wait_s
     for trace in result.traces:
         assert trace.samples, trace
         assert trace.children_end == 0 or trace.name == "rig", trace
+
+
+def test_the_end_sample_waits_for_both_stations_settled_in_idle() -> None:
+    seen = soak.Watched()
+    assert seen.not_idle(100.0) == ["delingha (unknown)", "lijiang (unknown)"]
+    seen.pass_state = {"delingha": ("IDLE", 50.0), "lijiang": ("STOW", 95.0)}
+    assert seen.not_idle(100.0) == ["lijiang (STOW)"]
+    seen.pass_state["lijiang"] = ("IDLE", 99.0)  # just went idle: its wind-down may run on
+    assert seen.not_idle(100.0) == ["lijiang (IDLE)"]
+    assert seen.not_idle(99.0 + soak.SETTLE_WALL_S) == []
