@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 #: device role -> the driver kind its URL must name
 ROLES = {"mount": "mount", "hwp": "rotator", "timetagger": "timetagger"}
 
+#: deg: a mount this close to its park position is parked; a park then moves nothing
+PARKED_DEG = 0.1
+
 LinkListener = Callable[[str, SupervisorStatus], None]
 #: (role, error) when an operation fails, (role, None) when one succeeds after failures
 ErrorListener = Callable[[str, DeviceError | None], None]
@@ -175,19 +178,35 @@ class StationDevices:
         for leg in gated_legs(gate, await self.position(), target, t_s):
             await self.mount.call(lambda m, leg=leg: m.slew_to(leg))  # type: ignore[misc]
 
-    async def park(self, gate: SafetyGate, park: AltAz, t_s: float) -> None:
+    async def park(
+        self, gate: SafetyGate, park: AltAz, t_s: float, *, judge_target: bool = True
+    ) -> bool:
         """Park the mount at ``park`` (its configured park position) through the gate.
 
-        The park target and the path to it are checked like any slew: a park position the
-        gate refuses (horizon mask, Sun) raises :class:`LimitViolation` before anything
-        moves; a refused straight path is flown as a gated dog-leg, the last leg by the
-        mount's own park command.
+        Returns False when the mount was already parked (within :data:`PARKED_DEG`): it is
+        not moved and no path is judged (there is none); only the mount's own park command
+        is sent, which moves nothing and holds it there (tracking off). Otherwise the path is
+        checked like any slew: a refused straight path is flown as a gated dog-leg, the last
+        leg by the mount's own park command, and a path the gate refuses raises
+        :class:`LimitViolation` before anything moves.
+
+        ``judge_target`` (the operator's ``park`` and ``safe``): the park position itself is
+        checked first (horizon, elevation limit, Sun, Moon), parked or not, so an operator
+        learns that the park is inside the Sun's exclusion. A pass's stow passes False: a
+        pass refused before its first slew must leave a parked mount where it is, and say so
+        with its own alarm, rather than fail its stow (docs/operations.md "Watchdogs").
         """
-        gate.check_target(park, t_s)
-        legs = gated_legs(gate, await self.position(), park, t_s)
+        if judge_target:
+            gate.check_target(park, t_s)
+        here = await self.position()
+        if here.separation_deg(park) <= PARKED_DEG:
+            await self.mount.call(lambda m: m.park(), retries=1)
+            return False
+        legs = gated_legs(gate, here, park, t_s)
         for leg in legs[:-1]:
             await self.mount.call(lambda m, leg=leg: m.slew_to(leg))  # type: ignore[misc]
         await self.mount.call(lambda m: m.park(), retries=1)
+        return True
 
     def usable(self, role: str) -> bool:
         """Whether ``role`` is configured and its link is not DEGRADED/FAILED/DISCONNECTED."""

@@ -73,8 +73,6 @@ TAGGER_SLOW_PROBES = 2  #: consecutive slow probes that open an episode (not one
 MOUNT_REPLY_S = 3.0
 PLAN_TRIES = 3
 REARM_S = 10.0  #: in tolerance this long (clock s) before a new pointing alarm
-#: deg: a mount this close to its park position is parked; the stow then moves nothing
-PARKED_DEG = 0.1
 EDGE_S = 1.0  #: planned track starts this long after AOS and ends before LOS (s)
 LAG_PERIOD_S = 0.1  #: the loop-lag probe's period (clock s)
 HEALTH_TICK_S = 0.5  #: how often a silent tagger stream is looked for (clock s)
@@ -410,17 +408,13 @@ class PassRun:
         try:
             with contextlib.suppress(DeviceError):
                 await self.devices.mount.call(lambda m: m.stop())
-            here = await self.devices.position()
-            if here.separation_deg(park) <= PARKED_DEG:
-                # still parked (a pass refused before its first slew): nothing to move, and
+            moved = await self.devices.park(self.gate, park, self.clock.now(), judge_target=False)
+            if not moved:
+                # still parked (a pass refused before its first slew): nothing moved, and
                 # nothing for the gate to refuse; where the mount sits is only reported
                 await self._parked_in_danger(park)
                 self.machine.to(PassState.IDLE, self.clock.now(), "already parked")
                 return
-            legs = self.slew_legs(here, park, self.clock.now())
-            for leg in legs[:-1]:
-                await self.devices.mount.call(lambda m, leg=leg: m.slew_to(leg))  # type: ignore[misc]
-            await self.devices.mount.call(lambda m: m.park(), retries=1)
         except (DeviceError, LimitViolation) as exc:
             self.stow_failed = True
             log.error("%s: stow failed: %s", self.cfg.name, exc)
