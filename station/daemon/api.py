@@ -32,8 +32,9 @@ COMMANDS: tuple[CommandSpec, ...] = (
         "safe",
         (),
         CONNECTED,
-        "abort any pass, park the mount, close the recording; ENABLED -> STANDBY; "
-        "supersedes a running goto/park (ABORTED)",
+        "abort any pass, park the mount, close the recording; ENABLED -> STANDBY (also "
+        "when the park is refused: FAILED with the gate's reason); supersedes a running "
+        "goto/park (ABORTED)",
         exclusive=MOTION,
         preempts=frozenset({MOTION}),
     ),

@@ -465,9 +465,11 @@ class StationController:
         try:
             await self._park()
         finally:
+            # the station stops taking passes even when the park is refused (a zenith park
+            # under a noon Sun): the reply is FAILED with the gate's reason, the summary STANDBY
             self.machine.to(PassState.IDLE, self.clock.now(), "safe")
-        if self.summary is SummaryState.ENABLED:
-            await self._set_summary(SummaryState.STANDBY, "safe requested")
+            if self.summary is SummaryState.ENABLED:
+                await self._set_summary(SummaryState.STANDBY, "safe requested")
         return {"summary": self.summary.value, "pass_state": self.machine.state.value}
 
     async def _cmd_reset(self, cmd: Command, ctx: CommandContext) -> dict[str, Any]:

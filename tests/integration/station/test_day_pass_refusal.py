@@ -7,6 +7,9 @@ was; the gate refused the park target, the stow failed, and the station sat in F
 rest of the day, missing the next night's passes. A stow now moves nothing when the mount is
 still parked, and says with a ``parked_unsafe`` alarm that the park position is inside the
 Sun exclusion (the daemon does not move a parked mount out of the way; docs/operations.md).
+
+Under the same Sun the operator's ``safe`` cannot park either (the gate refuses the park
+position); it still takes the station out of ENABLED, so no further pass is taken.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from station.bus.envelope import Ack
 from tests.conftest import Broker
 from tests.support.station_session import station_session
 
@@ -46,3 +50,20 @@ async def test_a_refused_day_pass_leaves_the_station_enabled(
         # and it is still commandable: the schedule answers
         schedule = await s.req.send("delingha", "get_schedule")
         assert schedule[-1].result is not None
+
+
+@pytest.mark.mosquitto
+@pytest.mark.timeout(180)
+async def test_safe_whose_park_is_refused_still_leaves_the_station_in_standby(
+    mosquitto: Broker, tmp_path: Path
+) -> None:
+    # the same noon Sun 22.6° from the zenith park: the operator's `safe` cannot park (the
+    # gate refuses the park position, and says so) but must still stop the station taking
+    # passes; it used to leave it ENABLED
+    async with station_session(mosquitto, tmp_path, start_utc=START_UTC) as s:
+        assert (await s.req.send("delingha", "enable"))[-1].ack is Ack.COMPLETE
+        await s.until(lambda: s.summary() == "ENABLED", 10.0)
+        safe = await s.req.send("delingha", "safe", timeout_s=30.0)
+        assert safe[-1].ack is Ack.FAILED, safe
+        assert "unsafe (sun)" in (safe[-1].reason or ""), safe[-1].reason
+        await s.until(lambda: s.summary() == "STANDBY", 10.0)
