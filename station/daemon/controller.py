@@ -41,6 +41,8 @@ from station.daemon.pass_run import PassRun
 from station.daemon.process_health import publish_process_health
 from station.daemon.schedule import PassOutcome, Schedule, ScheduleError
 from station.daemon.states import PassState, PassStateMachine, SummaryState, Transition
+from station.daemon.sun_watch import PERIOD_S as SUN_WATCH_PERIOD_S
+from station.daemon.sun_watch import SunWatch
 from station.tracking.elements import OrbitElements, iso, parse_time
 from station.tracking.planner import safety_gate
 
@@ -94,6 +96,8 @@ class StationController:
         decisions = Path(cfg.daemon.recording.data_dir) / cfg.name / "schedule-decisions.json"
         self.schedule = Schedule(cfg, elements, decisions)
         self.gate = safety_gate(cfg)
+        #: the Sun against an idle mount (station/daemon/sun_watch.py: the policy)
+        self.sun_watch = SunWatch(self.gate, lambda k, m, level: self.alarm(k, m, level=level))
         self.bus = StationBus(
             cfg.name,
             broker,
@@ -133,12 +137,13 @@ class StationController:
             health = asyncio.create_task(
                 publish_process_health(self.bus.publish_telemetry), name="process-health"
             )
+            sun = asyncio.create_task(self._sun_watch_loop(), name="sun-watch")
             try:
                 await self._schedule_loop()
             finally:
-                telemetry.cancel()
-                health.cancel()
-                await asyncio.gather(telemetry, health, return_exceptions=True)
+                for task in (telemetry, health, sun):
+                    task.cancel()
+                await asyncio.gather(telemetry, health, sun, return_exceptions=True)
         finally:
             await self._shutdown()
 
@@ -368,6 +373,7 @@ class StationController:
         await self.bus.publish_event("pass_complete", summary)
         await self.bus.publish_state("schedule", {"passes": self._schedule_json()})
         self.run, self._run_task = None, None
+        self._spawn(self._look_at_the_sun())  # where the pass left the mount, at once
         if run.stow_failed:
             await self._set_summary(SummaryState.FAULT, "the mount could not be stowed")
         elif run.mount_lost and self.cfg.daemon.watchdog.mount == "safe":
@@ -424,6 +430,22 @@ class StationController:
                 )
             if "hwp" in run.telemetry:
                 await self.bus.publish_telemetry("hwp", run.telemetry["hwp"])
+
+    async def _sun_watch_loop(self) -> None:
+        while True:
+            await self._look_at_the_sun()
+            await self.clock.sleep(SUN_WATCH_PERIOD_S)
+
+    async def _look_at_the_sun(self) -> None:
+        """One look of the Sun watch at the mount, when no pass runs (sun_watch.py)."""
+        if self._run_task is not None:
+            return  # a pass's pointing is the gate's (every target checked)
+        try:
+            here = await self.devices.position()
+        except (DeviceError, TimeoutError):
+            return  # the link's own alarms cover a mount that cannot be read
+        if self._run_task is None:
+            await self.sun_watch.check(here, self.clock.now())
 
     # ------------------------------------------------------------------ commands
 

@@ -411,8 +411,8 @@ class PassRun:
             moved = await self.devices.park(self.gate, park, self.clock.now(), judge_target=False)
             if not moved:
                 # still parked (a pass refused before its first slew): nothing moved, and
-                # nothing for the gate to refuse; where the mount sits is only reported
-                await self._parked_in_danger(park)
+                # nothing for the gate to refuse; the Sun watch (sun_watch.py) reports a park
+                # the Sun is on
                 self.machine.to(PassState.IDLE, self.clock.now(), "already parked")
                 return
         except (DeviceError, LimitViolation) as exc:
@@ -420,23 +420,6 @@ class PassRun:
             log.error("%s: stow failed: %s", self.cfg.name, exc)
             await self._alarm("stow_failed", f"could not park the mount: {exc}")
         self.machine.to(PassState.IDLE, self.clock.now(), "stowed")
-
-    async def _parked_in_danger(self, park: AltAz) -> None:
-        """Alarm when the gate would refuse the park position the mount sits at.
-
-        At a low-latitude site the noon Sun climbs within ``sun_radius_deg`` of a zenith
-        park (Lijiang, 26.7 deg N: 78 deg high in late April). The daemon does not move a
-        parked mount out of the way (no escape path is planned); it says so, so that the
-        operator closes the cover or the dome.
-        """
-        try:
-            self.gate.check_target(park, self.clock.now())
-        except SafetyViolation as exc:
-            await self._alarm(
-                "parked_unsafe",
-                f"the mount is parked where the safety gate refuses to point ({exc}); "
-                "it is not moved: close the cover or dome",
-            )
 
     # ------------------------------------------------------------------ helpers
 

@@ -5,8 +5,9 @@ Found by the 24 h soak (docs/reliability.md §6): at 05:28 UTC on 2021-04-30 the
 (right), and then the stow asked the gate to "slew" the parked mount to where it already
 was; the gate refused the park target, the stow failed, and the station sat in FAULT for the
 rest of the day, missing the next night's passes. A stow now moves nothing when the mount is
-still parked, and says with a ``parked_unsafe`` alarm that the park position is inside the
-Sun exclusion (the daemon does not move a parked mount out of the way; docs/operations.md).
+still parked; the Sun watch (station/daemon/sun_watch.py) says with one ``sun_exposure``
+alarm that the Sun is inside the exclusion around the park (the daemon does not move a
+parked mount out of the way; docs/operations.md).
 
 Under the same Sun the operator's ``safe`` cannot park either (the gate refuses the park
 position); it still takes the station out of ENABLED, so no further pass is taken.
@@ -44,9 +45,11 @@ async def test_a_refused_day_pass_leaves_the_station_enabled(
         kinds = [a.get("kind") for a in alarms]
         assert "stow_failed" not in kinds, alarms
         assert s.summary() == "ENABLED", (s.summary(), alarms)
-        parked = [a for a in alarms if a.get("kind") == "parked_unsafe"]
-        assert len(parked) == 1, alarms
-        assert "unsafe (sun)" in parked[0]["message"], parked
+        # the Sun watch said, once, that the Sun is on the parked mount (22.6° < 30°)
+        exposed = [a for a in alarms if a.get("kind") == "sun_exposure"]
+        assert [a["level"] for a in exposed] == ["error"], alarms
+        assert "22." in exposed[0]["message"], exposed
+        assert "exclusion 30 deg" in exposed[0]["message"], exposed
         # and it is still commandable: the schedule answers
         schedule = await s.req.send("delingha", "get_schedule")
         assert schedule[-1].result is not None
