@@ -75,7 +75,9 @@ async def rehearse_window(
             await asyncio.wait({serving}, timeout=60.0)
             for task in helpers:
                 task.cancel()
-            await asyncio.gather(*helpers, return_exceptions=True)
+            for outcome in await asyncio.gather(*helpers, return_exceptions=True):
+                if isinstance(outcome, Exception):  # a hook that failed is said, not swallowed
+                    log.error("session hook failed: %r", outcome)
         if serving.done() and not serving.cancelled() and serving.exception() is not None:
             raise serving.exception()  # type: ignore[misc]
     return next(w for w in coordinator.windows if w.id == window.id)
