@@ -256,19 +256,18 @@ async def run_soak(
         end_clock = spec.epoch + hours * 3600.0
         pids = {**{n: p.pid for n, p in daemons.items()}, "rig": rig.pid}
         past_end: float | None = None
-        while True:
+        last = False
+        while not last:
             now = time.time()
             clock = spec.epoch + (now - spec.anchor) * spec.rate
             if clock >= end_clock:  # past the end: on until both stations are idle
                 past_end = past_end or now
                 busy = seen.not_idle(now)
-                if not busy:
-                    break
-                if now - past_end > IDLE_WAIT_S:
+                last = not busy or now - past_end > IDLE_WAIT_S  # this sample is the end one
+                if busy and last:
                     result.problems.append(
                         f"not idle {IDLE_WAIT_S:.0f} wall s after the end: {', '.join(busy)}"
                     )
-                    break
             for name, pid in pids.items():
                 s = sample(pid, clock)
                 if s is None:
@@ -280,12 +279,9 @@ async def run_soak(
                 first = next((d for d in done if d["station"] == station), None)
                 if first is not None and traces[station].baseline_from_clock is None:
                     traces[station].baseline_from_clock = clock
-            await asyncio.sleep(SAMPLE_S)
-        result.idle_wait_s = round(time.time() - (past_end or time.time()), 1)
-        for name, pid in pids.items():  # the end sample: both stations idle
-            if (s := sample(pid, clock)) is not None:
-                s.tasks = seen.tasks.get(name)
-                traces[name].samples.append(s)
+            if not last:
+                await asyncio.sleep(SAMPLE_S)
+        result.idle_wait_s = round(now - (past_end or now), 1)
     finally:
         watcher.cancel()
         await asyncio.gather(watcher, return_exceptions=True)

@@ -193,8 +193,8 @@ class StationDevices:
         ``judge_target`` (the operator's ``park`` and ``safe``): the park position itself is
         checked first (horizon, elevation limit, Sun, Moon), parked or not, so an operator
         learns that the park is inside the Sun's exclusion. A pass's stow passes False: a
-        pass refused before its first slew must leave a parked mount where it is, and say so
-        with its own alarm, rather than fail its stow (docs/operations.md "Watchdogs").
+        pass refused before its first slew must leave a parked mount where it is rather than
+        fail its stow; the Sun watch (sun_watch.py) reports a park the Sun is on.
         """
         if judge_target:
             gate.check_target(park, t_s)
